@@ -1,0 +1,345 @@
+"""Wire protocol v1: framing, limits, request validation, reply and event builders.
+
+Sans-IO in the manner of h11: nothing here touches a socket or a file, so the
+server, the client library and the tests share one definition of the contract
+(see PROTOCOL.md) and it can be tested by feeding bytes and checking results.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _json_string
+from typing import Any, Dict, List, Optional, Union
+
+PROTOCOL_VERSION = 1
+SERVER_NAME = "parallel-chat"
+DEFAULT_PORT = 5050
+
+#: A frame may not exceed this many bytes, newline included.
+MAX_FRAME_BYTES = 65_536
+MAX_USERNAME_CHARS = 32
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_CHARS = 1_024
+MAX_TEXT_CHARS = 4_096
+DEFAULT_HISTORY_LIMIT = 100
+MAX_HISTORY_LIMIT = 1_000
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}\Z")
+
+# Error codes: what programs test. `message` beside them is for humans.
+BAD_JSON = "bad_json"
+BAD_REQUEST = "bad_request"
+UNKNOWN_OP = "unknown_op"
+FRAME_TOO_LARGE = "frame_too_large"
+NOT_LOGGED_IN = "not_logged_in"
+ALREADY_LOGGED_IN = "already_logged_in"
+INVALID_USERNAME = "invalid_username"
+INVALID_PASSWORD = "invalid_password"
+USERNAME_TAKEN = "username_taken"
+AUTH_FAILED = "auth_failed"
+RATE_LIMITED = "rate_limited"
+UNKNOWN_USER = "unknown_user"
+INVALID_TEXT = "invalid_text"
+UNKNOWN_MESSAGE = "unknown_message"
+SERVER_ERROR = "server_error"
+
+ERROR_CODES = frozenset({
+    BAD_JSON, BAD_REQUEST, UNKNOWN_OP, FRAME_TOO_LARGE, NOT_LOGGED_IN,
+    ALREADY_LOGGED_IN, INVALID_USERNAME, INVALID_PASSWORD, USERNAME_TAKEN,
+    AUTH_FAILED, RATE_LIMITED, UNKNOWN_USER, INVALID_TEXT, UNKNOWN_MESSAGE,
+    SERVER_ERROR,
+})
+
+OPS = ("signup", "login", "logout", "users", "online", "send", "history", "read", "ping")
+
+RequestId = Union[str, int, float]
+JSONDict = Dict[str, Any]
+
+
+class ChatError(Exception):
+    """A protocol-level failure carrying one of ERROR_CODES.
+
+    The server raises it from op handlers and turns it into an error reply;
+    the client library raises it when a reply has ``ok: false``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------- framing
+
+class FrameDecoder:
+    """Splits a byte stream into frames (lines), enforcing the frame limit.
+
+    ``feed`` returns every complete line (without its newline). Once a line
+    grows past the limit, ``too_large`` becomes true and further input is
+    ignored: the contract says the peer is told and the connection closed.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self.max_line = max_frame - 1  # the newline counts towards the limit
+        self.too_large = False
+        self._partial = b""
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished line held back, waiting for its newline."""
+        return len(self._partial)
+
+    def feed(self, data: bytes) -> List[bytes]:
+        if self.too_large or not data:
+            return []
+        if self._partial:
+            data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        max_line = self.max_line
+        for i, line in enumerate(lines):
+            if len(line) > max_line:
+                self.too_large = True
+                self._partial = b""
+                return lines[:i]
+        if len(self._partial) > max_line:
+            self.too_large = True
+            self._partial = b""
+        return lines
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json_line(line: bytes) -> Any:
+    """Parse one frame as strict UTF-8 JSON; ChatError(bad_json) on anything else."""
+    try:
+        text = line.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else "not valid JSON"
+        raise ChatError(BAD_JSON, f"the frame is {reason}") from None
+
+
+def encode_frame(obj: JSONDict) -> bytes:
+    """One compact JSON object and its newline, ASCII-escaped so any text survives."""
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode("ascii")
+
+
+# ---------------------------------------------------------------- requests
+
+@dataclass
+class Request:
+    """A validated request: its op, its id (None when absent) and its fields."""
+
+    op: str
+    id: Optional[RequestId]
+    fields: JSONDict
+
+
+def _is_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (str, int))
+
+
+def request_id_of(obj: Any) -> Optional[RequestId]:
+    """The id to echo in a reply, or None when there is none that can be read."""
+    if isinstance(obj, dict):
+        value = obj.get("id")
+        if value is not None and _is_id(value):
+            return value
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_STR = "string"
+_INT = "integer"
+# op -> {field: (kind, required)}
+_SCHEMAS: Dict[str, Dict[str, tuple]] = {
+    "signup": {"username": (_STR, True), "password": (_STR, True)},
+    "login": {"username": (_STR, True), "password": (_STR, True)},
+    "logout": {},
+    "users": {},
+    "online": {},
+    "send": {"to": (_STR, True), "text": (_STR, True), "reply_to": (_INT, False)},
+    "history": {"with": (_STR, False), "after": (_INT, False), "before": (_INT, False),
+                "limit": (_INT, False)},
+    "read": {"with": (_STR, True), "upto": (_INT, True)},
+    "ping": {},
+}
+
+
+def parse_request(obj: Any) -> Request:
+    """Check a decoded frame against the op's schema (types and presence only).
+
+    Value rules that have their own error codes (username, password, text)
+    are left to the op handlers, which call the ``validate_*`` functions.
+    Unknown fields are ignored so that later clients can add optional ones.
+    """
+    if not isinstance(obj, dict):
+        raise ChatError(BAD_REQUEST, "a request must be a JSON object")
+    if "id" in obj and not _is_id(obj["id"]):
+        raise ChatError(BAD_REQUEST, "id must be a string or a number")
+    op = obj.get("op")
+    if not isinstance(op, str):
+        raise ChatError(BAD_REQUEST, 'a request needs "op", a string')
+    schema = _SCHEMAS.get(op)
+    if schema is None:
+        raise ChatError(UNKNOWN_OP, f"unknown op {op[:40]!r}")
+    fields: JSONDict = {}
+    for name, (kind, required) in schema.items():
+        value = obj.get(name)
+        if value is None:
+            if required:
+                raise ChatError(BAD_REQUEST, f'{op} needs "{name}", a {kind}')
+            continue
+        ok = isinstance(value, str) if kind is _STR else _is_int(value)
+        if not ok:
+            raise ChatError(BAD_REQUEST, f'"{name}" must be a {kind}')
+        fields[name] = value
+    if op == "history" and "limit" in fields:
+        if not 1 <= fields["limit"] <= MAX_HISTORY_LIMIT:
+            raise ChatError(BAD_REQUEST, f"limit must be from 1 to {MAX_HISTORY_LIMIT}")
+    return Request(op, obj.get("id"), fields)
+
+
+def validate_username(name: str) -> None:
+    if not USERNAME_RE.match(name):
+        raise ChatError(
+            INVALID_USERNAME,
+            f"a username is 1 to {MAX_USERNAME_CHARS} characters from A-Z a-z 0-9 _ . -",
+        )
+
+
+def validate_password(password: str) -> None:
+    if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+        raise ChatError(
+            INVALID_PASSWORD,
+            f"a password is {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters",
+        )
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def validate_text(text: str) -> None:
+    if not text or text.isspace():
+        raise ChatError(INVALID_TEXT, "a message cannot be empty or only white space")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ChatError(INVALID_TEXT, f"a message is at most {MAX_TEXT_CHARS} characters")
+    if _has_surrogate(text):
+        raise ChatError(INVALID_TEXT, "a message must be valid Unicode (no lone surrogates)")
+
+
+def user_key(name: str) -> str:
+    """Accounts are unique regardless of case: this is the key they are filed under."""
+    return name.lower()
+
+
+# ---------------------------------------------------------------- messages
+
+@dataclass(frozen=True)
+class Message:
+    """A stored direct message, as the contract defines it."""
+
+    id: int
+    sender: str
+    to: str
+    text: str
+    ts: float
+    reply_to: Optional[int] = None
+
+    def to_json(self) -> str:
+        return message_json(self.id, self.sender, self.to, self.text, self.ts, self.reply_to)
+
+    def to_dict(self) -> JSONDict:
+        return {"id": self.id, "from": self.sender, "to": self.to, "text": self.text,
+                "ts": self.ts, "reply_to": self.reply_to}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "Message":
+        """Build from a wire object; ChatError(bad_request) if it is not one."""
+        try:
+            reply_to = obj.get("reply_to")
+            msg = cls(int(obj["id"]), str(obj["from"]), str(obj["to"]), str(obj["text"]),
+                      float(obj["ts"]), None if reply_to is None else int(reply_to))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise ChatError(BAD_REQUEST, "not a message object") from None
+        return msg
+
+
+def message_json(msg_id: int, sender: str, to: str, text: str, ts: float,
+                 reply_to: Optional[int]) -> str:
+    """The wire JSON of a message, built directly: this runs once per message sent.
+
+    Usernames are validated to a safe alphabet, so only the text needs escaping.
+    Key order is fixed (id, from, to first), which the store relies on to index
+    its journal without parsing whole records.
+    """
+    reply = "null" if reply_to is None else str(int(reply_to))
+    return (f'{{"id":{msg_id},"from":"{sender}","to":"{to}","text":{_json_string(text)},'
+            f'"ts":{ts!r},"reply_to":{reply}}}')
+
+
+# ---------------------------------------------------------------- replies and events
+
+def _id_prefix(req_id: Optional[RequestId]) -> str:
+    if req_id is None:
+        return "{"
+    return '{"id":' + json.dumps(req_id) + ","
+
+
+def ok_reply(req_id: Optional[RequestId], **fields: Any) -> bytes:
+    obj: JSONDict = {} if req_id is None else {"id": req_id}
+    obj["ok"] = True
+    obj.update(fields)
+    return encode_frame(obj)
+
+
+def ok_reply_raw(req_id: Optional[RequestId], name: str, raw_json: str) -> bytes:
+    """A success reply with one field whose JSON is already built (messages, lists)."""
+    return f'{_id_prefix(req_id)}"ok":true,"{name}":{raw_json}}}\n'.encode("ascii")
+
+
+def error_reply(req_id: Optional[RequestId], code: str, message: str) -> bytes:
+    obj: JSONDict = {} if req_id is None else {"id": req_id}
+    obj["ok"] = False
+    obj["error"] = {"code": code, "message": message}
+    return encode_frame(obj)
+
+
+def event(name: str, **fields: Any) -> bytes:
+    obj: JSONDict = {"event": name}
+    obj.update(fields)
+    return encode_frame(obj)
+
+
+def message_event(msg_json: str) -> bytes:
+    return ('{"event":"message","message":' + msg_json + "}\n").encode("ascii")
+
+
+def hello_event() -> bytes:
+    return event("hello", server=SERVER_NAME, protocol=PROTOCOL_VERSION)
+
+
+def encode_request(op: str, req_id: Optional[RequestId] = None, **fields: Any) -> bytes:
+    """A request frame, as the client library and tests send it (None fields left out)."""
+    obj: JSONDict = {"op": op}
+    if req_id is not None:
+        obj["id"] = req_id
+    obj.update({k: v for k, v in fields.items() if v is not None})
+    return encode_frame(obj)
