@@ -1,0 +1,598 @@
+"""The chat server: one thread per connection on socketserver, ops by dispatch table.
+
+``ChatServer`` owns the shared state (store, sessions, limits); a
+``ChatHandler`` per connection reads frames, runs one small method per op and
+pushes events to other connections through their outboxes (never blocking on
+a slow reader). Sends are acknowledged only once fsynced: a handler takes
+every frame a read delivered, appends their messages, waits once for the
+group commit, then answers them all in one write.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Set, Tuple
+
+from . import protocol as p
+from .auth import DEFAULT_HASH_COST, Hasher, HashParams, LoginThrottle
+from .netio import Flusher, Outbox, TlsSession
+from .store import Store, StoreCorrupt
+
+log = logging.getLogger("chat.server")
+
+
+@dataclass
+class ServerConfig:
+    """Everything the server can be told; built from the command line by ``parse_args``."""
+
+    host: str = "127.0.0.1"
+    port: int = p.DEFAULT_PORT
+    db: Path = Path("db")
+    hash_cost: int = DEFAULT_HASH_COST
+    tls_cert: Optional[Path] = None
+    tls_key: Optional[Path] = None
+    max_connections: int = 4096
+    max_per_address: int = 2048
+    login_timeout: float = 60.0
+    msg_rate: float = 50.0
+    msg_burst: float = 200.0
+    outbox_limit: int = 4 * 1024 * 1024
+    keepalive_idle: int = 60
+    backlog: int = 1024
+
+
+class TokenBucket:
+    """Allows ``rate`` events per second on average with bursts of ``burst``."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class ChatServer(socketserver.ThreadingTCPServer):
+    """Listening socket, shared state, and the registry of live sessions."""
+
+    allow_reuse_address = True
+    # Handler threads are cut loose at exit: shutdown() closes their sockets
+    # first, so each finishes promptly, and a stuck one cannot hang the exit.
+    daemon_threads = True
+
+    def __init__(self, config: ServerConfig, store: Optional[Store] = None) -> None:
+        self.config = config
+        self.request_queue_size = config.backlog
+        self.store = store or Store(config.db)
+        self.hasher = Hasher(HashParams.from_cost(config.hash_cost))
+        self.throttle = LoginThrottle()
+        self.flusher = Flusher()
+        self.tls_context = _tls_context(config)
+        self._lock = threading.Lock()
+        self._sessions: Dict[str, Set["ChatHandler"]] = {}
+        self._handlers: Set["ChatHandler"] = set()
+        self._per_address: Counter = Counter()
+        self._stopping = threading.Event()
+        try:
+            super().__init__((config.host, config.port), ChatHandler)
+        except BaseException:
+            self.store.close()
+            self.flusher.stop()
+            raise
+        self._reaper = threading.Thread(target=self._reap, name="chat-reaper", daemon=True)
+        self._reaper.start()
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        host, port = self.server_address[:2]
+        return host, port
+
+    # ------------------------------------------------------------ connections
+
+    def admit(self, handler: "ChatHandler") -> Optional[str]:
+        """Register a new connection; the reason it is refused, or None."""
+        with self._lock:
+            if len(self._handlers) >= self.config.max_connections:
+                return "the server has too many connections; try again later"
+            if self._per_address[handler.peer_host] >= self.config.max_per_address:
+                return "too many connections from your address"
+            self._handlers.add(handler)
+            self._per_address[handler.peer_host] += 1
+        return None
+
+    def forget(self, handler: "ChatHandler") -> None:
+        with self._lock:
+            if handler in self._handlers:
+                self._handlers.discard(handler)
+                self._per_address[handler.peer_host] -= 1
+                if self._per_address[handler.peer_host] <= 0:
+                    del self._per_address[handler.peer_host]
+
+    # ------------------------------------------------------------ sessions
+
+    def log_in(self, handler: "ChatHandler", name: str) -> None:
+        key = p.user_key(name)
+        with self._lock:
+            sessions = self._sessions.setdefault(key, set())
+            first = not sessions
+            sessions.add(handler)
+            others = self._logged_in_except(handler) if first else []
+        if first:
+            self.push_to(others, p.event("presence", username=name, online=True))
+
+    def log_out(self, handler: "ChatHandler", name: str) -> None:
+        key = p.user_key(name)
+        with self._lock:
+            sessions = self._sessions.get(key)
+            if not sessions or handler not in sessions:
+                return
+            sessions.discard(handler)
+            last = not sessions
+            if last:
+                del self._sessions[key]
+            others = self._logged_in_except(handler) if last else []
+        if last:
+            self.push_to(others, p.event("presence", username=name, online=False))
+
+    def _logged_in_except(self, handler: "ChatHandler") -> List["ChatHandler"]:
+        return [h for group in self._sessions.values() for h in group if h is not handler]
+
+    def sessions_of(self, *names: str) -> List["ChatHandler"]:
+        with self._lock:
+            found: List[ChatHandler] = []
+            for name in names:
+                found.extend(self._sessions.get(p.user_key(name), ()))
+            return found
+
+    def online_keys(self) -> Set[str]:
+        with self._lock:
+            return set(self._sessions)
+
+    def all_logged_in(self) -> List["ChatHandler"]:
+        with self._lock:
+            return [h for group in self._sessions.values() for h in group]
+
+    @staticmethod
+    def push_to(handlers, frame: bytes) -> None:
+        for handler in handlers:
+            handler.outbox.push(frame)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _reap(self) -> None:
+        """Close connections that did not log in within the deadline."""
+        while not self._stopping.wait(1.0):
+            now = time.monotonic()
+            with self._lock:
+                late = [h for h in self._handlers if h.login_deadline and now > h.login_deadline]
+            for handler in late:
+                handler.refuse(p.BAD_REQUEST,
+                               f"log in within {self.config.login_timeout:g} seconds of connecting")
+
+    def stop(self) -> None:
+        """Stop accepting, close every connection, commit and close the store."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self.shutdown()
+        self.server_close()
+        with self._lock:
+            handlers = list(self._handlers)
+        for handler in handlers:
+            handler.outbox.drain(0.5)
+            handler.outbox.close()
+        deadline = time.monotonic() + 5
+        for handler in handlers:
+            handler.finished.wait(max(0.0, deadline - time.monotonic()))
+        self.flusher.stop()
+        self.store.close()
+        log.info("stopped; database closed cleanly")
+
+    def serve_in_thread(self) -> threading.Thread:
+        """Start serving in a background thread (what tests and the benchmark use)."""
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
+                                  name="chat-accept", daemon=True)
+        thread.start()
+        return thread
+
+    def handle_error(self, request, client_address) -> None:
+        log.exception("unhandled error on connection from %s", client_address)
+
+
+def _tls_context(config: ServerConfig) -> Optional[ssl.SSLContext]:
+    if not config.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(config.tls_cert), str(config.tls_key) if config.tls_key else None)
+    return context
+
+
+class ChatHandler(socketserver.BaseRequestHandler):
+    """One connection: its login state, its outbox, and one method per op."""
+
+    server: ChatServer
+
+    def setup(self) -> None:
+        self.peer_host = self.client_address[0]
+        self.peer = f"{self.client_address[0]}:{self.client_address[1]}"
+        self.user: Optional[str] = None
+        self.finished = threading.Event()
+        self.login_deadline: Optional[float] = None
+        self.tls: Optional[TlsSession] = None
+        self.bucket = TokenBucket(self.server.config.msg_rate, self.server.config.msg_burst)
+        self._pending: List[Tuple[int, str, str]] = []   # sends awaiting the commit
+        self._pending_replies: List[Tuple[int, object]] = []  # (place in batch, request id)
+        config = self.server.config
+        sock: socket.socket = self.request
+        _tune_socket(sock, config.keepalive_idle)
+        if self.server.tls_context is not None:
+            self.tls = TlsSession(self.server.tls_context)
+        self.outbox = Outbox(sock, self.server.flusher, config.outbox_limit,
+                             self._overflowed, self.tls)
+
+    def handle(self) -> None:
+        server = self.server
+        sock: socket.socket = self.request
+        if self.tls is not None:
+            try:
+                self.tls.handshake(sock, timeout=10)
+            except (OSError, ssl.SSLError, ConnectionError) as exc:
+                log.info("TLS handshake with %s failed: %s", self.peer, exc)
+                return
+        refusal = server.admit(self)
+        if refusal:
+            log.warning("refused %s: %s", self.peer, refusal)
+            self.outbox.push(p.error_reply(None, p.RATE_LIMITED, refusal))
+            self.outbox.drain(1.0)
+            return
+        log.info("connect from %s", self.peer)
+        self.login_deadline = time.monotonic() + server.config.login_timeout
+        self.outbox.push(p.hello_event())
+        decoder = p.FrameDecoder()
+        try:
+            while not self.outbox.closed:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                if self.tls is not None:
+                    data = self.tls.decrypt(data)
+                lines = decoder.feed(data)
+                if lines:
+                    self._answer(lines)
+                if decoder.too_large:
+                    self.refuse(p.FRAME_TOO_LARGE,
+                                f"a frame may not exceed {p.MAX_FRAME_BYTES} bytes")
+                    break
+        except OSError as exc:
+            if not self.outbox.closed:
+                log.info("connection from %s lost: %s", self.peer, exc)
+
+    def finish(self) -> None:
+        try:
+            if self.user:
+                self.server.log_out(self, self.user)
+                log.info("%s disconnected (%s)", self.user, self.peer)
+            else:
+                log.info("disconnect from %s", self.peer)
+        finally:
+            self.server.forget(self)
+            self.outbox.close()
+            self.finished.set()
+
+    # ------------------------------------------------------------ batching
+
+    def _answer(self, lines: List[bytes]) -> None:
+        """Answer every frame of one read, sharing one wait for the commit."""
+        replies: List[bytes] = []
+        for line in lines:
+            req_id = None
+            try:
+                obj = p.decode_json_line(line)
+                req_id = p.request_id_of(obj)
+                request = p.parse_request(obj)
+                if request.op != "send" and self._pending:
+                    self._settle(replies)
+                reply = self.OPS[request.op](self, request)
+                if request.op == "send":
+                    self._pending_replies.append((len(replies), req_id))
+                replies.append(reply)
+            except p.ChatError as exc:
+                replies.append(p.error_reply(req_id, exc.code, exc.message))
+            except Exception:
+                log.exception("error answering %s from %s", line[:80], self.peer)
+                replies.append(p.error_reply(req_id, p.SERVER_ERROR,
+                                             "the server failed on this request; it was logged"))
+        if self._pending:
+            self._settle(replies)
+        self.outbox.push(b"".join(replies))
+
+    def _settle(self, replies: List[bytes]) -> None:
+        """Wait until the pending sends are durable, then deliver their events."""
+        pending, self._pending = self._pending, []
+        places, self._pending_replies = self._pending_replies, []
+        try:
+            self.server.store.wait_durable(pending[-1][0])
+        except p.ChatError as exc:
+            log.error("messages from %s not stored: %s", self.user, exc.message)
+            for place, req_id in places:
+                replies[place] = p.error_reply(req_id, exc.code, exc.message)
+            return
+        by_handler: Dict[ChatHandler, List[bytes]] = {}
+        for _, msg_json, to in pending:
+            frame = p.message_event(msg_json)
+            for handler in self.server.sessions_of(*{to, self.user}):
+                if handler is not self:
+                    by_handler.setdefault(handler, []).append(frame)
+        for handler, frames in by_handler.items():
+            handler.outbox.push_many(frames)
+
+    # ------------------------------------------------------------ helpers
+
+    def refuse(self, code: str, message: str) -> None:
+        """Tell the peer why, then close the connection."""
+        log.info("closing %s: %s", self.peer, message)
+        self.outbox.push(p.error_reply(None, code, message))
+        self.outbox.drain(1.0)
+        self.outbox.close()
+
+    def _overflowed(self, queued: int) -> None:
+        log.warning("dropping %s (%s): not reading, %d bytes unsent", self.user or "-",
+                    self.peer, queued)
+
+    def _require_login(self) -> str:
+        if self.user is None:
+            raise p.ChatError(p.NOT_LOGGED_IN, "log in first")
+        return self.user
+
+    def _known_user(self, name: str) -> str:
+        canonical = self.server.store.canonical_name(name)
+        if canonical is None:
+            raise p.ChatError(p.UNKNOWN_USER, f"there is no user {name[:40]!r}")
+        return canonical
+
+    # ------------------------------------------------------------ ops
+
+    def op_signup(self, req: p.Request) -> bytes:
+        name, password = req.fields["username"], req.fields["password"]
+        p.validate_username(name)
+        p.validate_password(password)
+        store = self.server.store
+        if store.canonical_name(name) is not None:
+            raise p.ChatError(p.USERNAME_TAKEN, f"the name {name!r} is taken")
+        canonical = store.add_user(name, self.server.hasher.hash(password))
+        log.info("signup %s from %s", canonical, self.peer)
+        self.server.push_to(self.server.all_logged_in(), p.event("signup", username=canonical))
+        return p.ok_reply(req.id, username=canonical)
+
+    def op_login(self, req: p.Request) -> bytes:
+        if self.user is not None:
+            raise p.ChatError(p.ALREADY_LOGGED_IN, f"already logged in as {self.user}")
+        name, password = req.fields["username"], req.fields["password"]
+        server = self.server
+        account = p.user_key(name)
+        wait = server.throttle.retry_after(account, self.peer_host)
+        if wait > 0:
+            raise p.ChatError(p.RATE_LIMITED,
+                              f"too many failed logins; try again in {wait:.0f} s")
+        user = server.store.get_user(name) if p.USERNAME_RE.match(name) else None
+        ok = server.hasher.verify(password, user.password_hash if user else None)
+        if user is None or not ok:
+            server.throttle.failed(account, self.peer_host)
+            log.info("failed login from %s", self.peer)
+            raise p.ChatError(p.AUTH_FAILED, "wrong username or password")
+        server.throttle.succeeded(account)
+        if server.hasher.needs_rehash(user.password_hash):
+            server.store.set_password_hash(user.name, server.hasher.hash(password))
+        self.user = user.name
+        self.login_deadline = None
+        server.log_in(self, user.name)
+        log.info("login %s from %s", user.name, self.peer)
+        return p.ok_reply(req.id, username=user.name)
+
+    def op_logout(self, req: p.Request) -> bytes:
+        user = self._require_login()
+        self.server.log_out(self, user)
+        self.user = None
+        self.login_deadline = time.monotonic() + self.server.config.login_timeout
+        log.info("logout %s (%s)", user, self.peer)
+        return p.ok_reply(req.id)
+
+    def op_users(self, req: p.Request) -> bytes:
+        user = self._require_login()
+        store = self.server.store
+        online = self.server.online_keys()
+        unread = store.unread_counts(user)
+        users = [{"username": name, "online": p.user_key(name) in online,
+                  "unread": unread.get(name, 0)} for name in store.usernames()]
+        return p.ok_reply(req.id, users=users)
+
+    def op_online(self, req: p.Request) -> bytes:
+        self._require_login()
+        online = self.server.online_keys()
+        names = [n for n in self.server.store.usernames() if p.user_key(n) in online]
+        return p.ok_reply(req.id, users=names)
+
+    def op_send(self, req: p.Request) -> bytes:
+        user = self._require_login()
+        fields = req.fields
+        text = fields["text"]
+        p.validate_text(text)
+        to = self._known_user(fields["to"])
+        if not self.bucket.take():
+            raise p.ChatError(p.RATE_LIMITED, "you are sending too fast; slow down")
+        msg_id, msg_json = self.server.store.append_message(user, to, text, fields.get("reply_to"))
+        self._pending.append((msg_id, msg_json, to))
+        return p.ok_reply_raw(req.id, "message", msg_json)
+
+    def op_history(self, req: p.Request) -> bytes:
+        user = self._require_login()
+        fields = req.fields
+        peer = self._known_user(fields["with"]) if "with" in fields else None
+        messages = self.server.store.history(
+            user, peer, after=fields.get("after"), before=fields.get("before"),
+            limit=fields.get("limit", p.DEFAULT_HISTORY_LIMIT))
+        return p.ok_reply_raw(req.id, "messages", "[" + ",".join(messages) + "]")
+
+    def op_read(self, req: p.Request) -> bytes:
+        user = self._require_login()
+        peer = self._known_user(req.fields["with"])
+        self.server.store.mark_read(user, peer, req.fields["upto"])
+        return p.ok_reply(req.id)
+
+    def op_ping(self, req: p.Request) -> bytes:
+        return p.ok_reply(req.id)
+
+    OPS: Dict[str, Callable[["ChatHandler", p.Request], bytes]] = {
+        "signup": op_signup, "login": op_login, "logout": op_logout, "users": op_users,
+        "online": op_online, "send": op_send, "history": op_history, "read": op_read,
+        "ping": op_ping,
+    }
+
+
+def _tune_socket(sock: socket.socket, keepalive_idle: int) -> None:
+    """No Nagle delay for small frames; TCP keepalive so dead peers go offline."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if keepalive_idle > 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, keepalive_idle)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- command line
+
+def parse_args(argv: Optional[List[str]] = None) -> Tuple[ServerConfig, str]:
+    parser = argparse.ArgumentParser(
+        prog="chat-server",
+        description="parallel-chat server: direct messages between signed-up users, "
+                    "stored durably in a JSON database folder.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0: all interfaces)")
+    parser.add_argument("--port", type=int, default=p.DEFAULT_PORT,
+                        help=f"TCP port (default {p.DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--db", type=Path, default=Path("db"),
+                        help="database folder, created if missing (default ./db)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+    parser.add_argument("--hash-cost", type=int, default=DEFAULT_HASH_COST, metavar="LOG2N",
+                        help=f"scrypt cost as log2 of n (default {DEFAULT_HASH_COST}). Lower it "
+                             "only for tests and benchmarks: it weakens stored passwords")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate: serve TLS (1.2 or newer)")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key, if not in --tls-cert")
+    limits = parser.add_argument_group("limits")
+    d = ServerConfig()
+    limits.add_argument("--max-connections", type=int, default=d.max_connections,
+                        help=f"connections in all (default {d.max_connections})")
+    limits.add_argument("--max-per-address", type=int, default=d.max_per_address,
+                        help=f"connections from one address (default {d.max_per_address})")
+    limits.add_argument("--login-timeout", type=float, default=d.login_timeout,
+                        help=f"seconds a connection may stay logged out "
+                             f"(default {d.login_timeout:g})")
+    limits.add_argument("--msg-rate", type=float, default=d.msg_rate,
+                        help=f"messages per second per connection, 0 for no limit "
+                             f"(default {d.msg_rate:g}, bursts of --msg-burst)")
+    limits.add_argument("--msg-burst", type=float, default=d.msg_burst,
+                        help=f"default {d.msg_burst:g}")
+    limits.add_argument("--outbox-limit", type=int, default=d.outbox_limit,
+                        help="bytes queued for a client that does not read before it is "
+                             f"dropped (default {d.outbox_limit})")
+    args = parser.parse_args(argv)
+    if bool(args.tls_key) and not args.tls_cert:
+        parser.error("--tls-key needs --tls-cert")
+    try:
+        HashParams.from_cost(args.hash_cost)
+    except ValueError as exc:
+        parser.error(str(exc))
+    config = ServerConfig(
+        host=args.host, port=args.port, db=args.db, hash_cost=args.hash_cost,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, max_connections=args.max_connections,
+        max_per_address=args.max_per_address, login_timeout=args.login_timeout,
+        msg_rate=args.msg_rate, msg_burst=args.msg_burst, outbox_limit=args.outbox_limit)
+    return config, args.log_level
+
+
+def _raise_fd_limit() -> None:
+    """One thread and one descriptor per connection: let the process use its hard limit."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    config, level = parse_args(argv)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _raise_fd_limit()
+    try:
+        server = ChatServer(config)
+    except StoreCorrupt as exc:
+        log.error("cannot open the database: %s", exc)
+        log.error("the file was left as it is; repair or move it, then start again")
+        return 2
+    except (OSError, ssl.SSLError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    host, port = server.address
+    if not _is_loopback(config.host) and server.tls_context is None:
+        log.warning("listening on %s without TLS: passwords and messages cross the network "
+                    "in clear text (use --tls-cert/--tls-key)", config.host)
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        log.info("signal %d: shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    server.serve_in_thread()
+    log.info("listening on %s:%d (database %s, %d users, %d messages)", host, port,
+             os.path.abspath(config.db), len(server.store.usernames()), server.store.last_id)
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
