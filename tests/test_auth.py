@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-from chat.auth import HashParams, Hasher, LoginThrottle, ThrottlePolicy, hash_password, \
-    needs_rehash, verify_password
+from chat.auth import (
+    Hasher,
+    HashParams,
+    LoginThrottle,
+    ThrottlePolicy,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 
 LOW = HashParams.from_cost(4)
 
