@@ -109,24 +109,21 @@ class Flusher:
     def watch(self, outbox: "Outbox") -> None:
         with self._lock:
             self._wanted.add(outbox)
-        try:
-            self._wake_w.send(b"x", _DONTWAIT) if _DONTWAIT else self._wake_w.send(b"x")
-        except (BlockingIOError, OSError):
-            pass  # a wake-up is already pending
+        self._wake()
 
     def stop(self) -> None:
         self._stopping = True
-        self.watch_none()
+        self._wake()
         self._thread.join(timeout=5)
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
 
-    def watch_none(self) -> None:
+    def _wake(self) -> None:
         try:
-            self._wake_w.send(b"x")
+            send_nowait(self._wake_w, b"x")
         except OSError:
-            pass
+            pass  # closed: the flusher is stopping anyway
 
     def _register_new(self) -> None:
         with self._lock:

@@ -97,6 +97,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self._handlers: Set["ChatHandler"] = set()
         self._per_address: Counter = Counter()
         self._stopping = threading.Event()
+        self._serving_thread: Optional[threading.Thread] = None
         try:
             super().__init__((config.host, config.port), ChatHandler)
         except BaseException:
@@ -198,7 +199,8 @@ class ChatServer(socketserver.ThreadingTCPServer):
         if self._stopping.is_set():
             return
         self._stopping.set()
-        self.shutdown()
+        if self._serving_thread is not None:
+            self.shutdown()
         self.server_close()
         with self._lock:
             handlers = list(self._handlers)
@@ -216,6 +218,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
         """Start serving in a background thread (what tests and the benchmark use)."""
         thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
                                   name="chat-accept", daemon=True)
+        self._serving_thread = thread
         thread.start()
         return thread
 
