@@ -40,8 +40,8 @@ def build_db(folder) -> Tuple[bytes, bytes, List[str]]:
         s.add_user("Alice", "h-a")
         s.add_user("bob", "h-b")
         for i in range(N_MESSAGES):
-            msg_id, _ = s.append_message("alice" if i % 2 else "bob", "Alice" if i % 2 == 0
-                                         else "bob", f"message {i} \u00e9\n\"quoted\"")
+            sender, to = ("alice", "bob") if i % 2 else ("bob", "ALICE")
+            msg_id, _ = s.append_message(sender, to, f"message {i} \u00e9\n\"quoted\"")
             s.wait_durable(msg_id)
         s.mark_read("alice", "bob", 3)
         bodies = s.history("alice", limit=1000)
