@@ -315,6 +315,28 @@ def ok_reply_raw(req_id: Optional[RequestId], name: str, raw_json: str) -> bytes
     return f'{_id_prefix(req_id)}"ok":true,"{name}":{raw_json}}}\n'.encode("ascii")
 
 
+def history_reply(req_id: Optional[RequestId], messages: List[str], keep_oldest: bool) -> bytes:
+    """A history reply trimmed to fit one frame.
+
+    A page of long messages can outgrow MAX_FRAME_BYTES; it is cut to the
+    messages that fit, from the end that keeps paging correct: the oldest
+    ones when paging forwards (``after``), else the newest ones. A single
+    message always fits (4,096 characters escaped to at most 12 bytes each).
+    """
+    budget = MAX_FRAME_BYTES - len(ok_reply_raw(req_id, "messages", "[]"))
+    total = sum(len(m) + 1 for m in messages)
+    if total > budget:
+        ordered = messages if keep_oldest else messages[::-1]
+        kept, total = [], 0
+        for msg in ordered:
+            total += len(msg) + 1
+            if total > budget + 1:
+                break
+            kept.append(msg)
+        messages = kept if keep_oldest else kept[::-1]
+    return ok_reply_raw(req_id, "messages", "[" + ",".join(messages) + "]")
+
+
 def error_reply(req_id: Optional[RequestId], code: str, message: str) -> bytes:
     obj: JSONDict = {} if req_id is None else {"id": req_id}
     obj["ok"] = False

@@ -459,7 +459,7 @@ class ChatHandler(socketserver.BaseRequestHandler):
         messages = self.server.store.history(
             user, peer, after=fields.get("after"), before=fields.get("before"),
             limit=fields.get("limit", p.DEFAULT_HISTORY_LIMIT))
-        return p.ok_reply_raw(req.id, "messages", "[" + ",".join(messages) + "]")
+        return p.history_reply(req.id, messages, keep_oldest="after" in fields)
 
     def op_read(self, req: p.Request) -> bytes:
         user = self._require_login()

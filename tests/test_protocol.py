@@ -115,3 +115,14 @@ def test_replies_and_events_are_single_ascii_lines():
     assert json.loads(frames[2]) == {"ok": True, "messages": []}
     assert json.loads(frames[3]) == {"event": "hello", "server": "parallel-chat", "protocol": 1}
     assert "reply_to" not in json.loads(frames[5])
+
+
+@pytest.mark.parametrize("keep_oldest", [True, False])
+def test_history_reply_fits_one_frame(keep_oldest):
+    msgs = [p.message_json(i, "a", "b", "\U0001f389" * 4096, 1.0, None) for i in range(1, 6)]
+    frame = p.history_reply(123, msgs, keep_oldest)
+    assert len(frame) <= p.MAX_FRAME_BYTES
+    got = [m["id"] for m in json.loads(frame)["messages"]]
+    assert got == ([1] if keep_oldest else [5])
+    small = [p.message_json(i, "a", "b", "hi", 1.0, None) for i in range(1, 6)]
+    assert len(json.loads(p.history_reply(1, small, keep_oldest))["messages"]) == 5

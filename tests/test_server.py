@@ -340,8 +340,9 @@ def test_two_clients_exchange_concurrently(connect):
         t.start()
     for t in threads:
         t.join(60)
-    assert results["alice"] == [f"alice-{i}" for i in range(n)]  # bob's, in order
-    assert results["bob"] == [f"bob-{i}" for i in range(n)]
+    # results[peer] is what the other side received from peer, in order
+    assert results["bob"] == [f"alice-{i}" for i in range(n)]
+    assert results["alice"] == [f"bob-{i}" for i in range(n)]
     ids = [m["id"] for m in alice.ok("history", limit=1000)["messages"]]
     assert ids == sorted(set(ids)) and len(ids) == 2 * n
 
