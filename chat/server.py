@@ -589,8 +589,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     server.serve_in_thread()
-    log.info("listening on %s:%d (database %s, %d users, %d messages)", host, port,
-             os.path.abspath(config.db), len(server.store.usernames()), server.store.last_id)
+    # Scripts wait for this line, so it shows at every --log-level.
+    ready = logging.getLogger("chat.server.ready")
+    ready.setLevel(logging.INFO)
+    ready.info("listening on %s:%d (database %s, %d users, %d messages)", host, port,
+               os.path.abspath(config.db), len(server.store.usernames()), server.store.last_id)
     while not stop.wait(0.5):
         pass
     server.stop()
