@@ -1,0 +1,190 @@
+"""The real chat-client in a pseudo-terminal, read as a person would see the screen."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+pexpect = pytest.importorskip("pexpect")
+pyte = pytest.importorskip("pyte")
+
+from tests.support import ROOT, RawConn, ServerProcess  # noqa: E402
+
+KEYS = {"enter": "\r", "tab": "\t", "down": "\x1bOB", "up": "\x1bOA", "f5": "\x1b[15~",
+        "f10": "\x1b[21~", "esc": "\x1b", "ctrl-n": "\x0e"}
+
+
+class Terminal:
+    """A chat-client under a pty, its output fed to a pyte screen."""
+
+    def __init__(self, port: int, *args: str, rows: int = 30, cols: int = 100,
+                 env_extra=None) -> None:
+        self.screen = pyte.Screen(cols, rows)
+        self.stream = pyte.ByteStream(self.screen)
+        self.raw = bytearray()
+        env = {**os.environ, "TERM": "screen", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+               **(env_extra or {})}
+        self.child = pexpect.spawn(sys.executable, ["-m", "chat.client", "--port", str(port),
+                                                    "--no-beep", *args],
+                                   cwd=str(ROOT), env=env, dimensions=(rows, cols))
+
+    def pump(self, wait: float = 0.05) -> None:
+        while True:
+            try:
+                data = self.child.read_nonblocking(65536, timeout=wait)
+            except (pexpect.TIMEOUT, pexpect.EOF):
+                return
+            self.raw += data
+            self.stream.feed(data)
+            wait = 0.01
+
+    def text(self) -> str:
+        return "\n".join(self.screen.display)
+
+    def wait_for(self, *needles: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.pump()
+            screen = self.text()
+            if all(n in screen for n in needles):
+                return screen
+        raise AssertionError(f"never saw {needles!r} on the screen:\n{self.text()}")
+
+    def type(self, text: str) -> None:
+        self.child.send(text)
+
+    def key(self, name: str) -> None:
+        self.child.send(KEYS[name])
+        time.sleep(0.05)
+
+    def line(self, text: str) -> None:
+        self.type(text)
+        self.key("enter")
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.screen.resize(rows, cols)
+        self.child.setwinsize(rows, cols)
+
+    def close(self) -> None:
+        self.child.terminate(force=True)
+
+
+@pytest.fixture
+def server(tmp_path):
+    proc = ServerProcess(tmp_path / "db")
+    yield proc
+    if proc.proc.poll() is None:
+        proc.terminate()
+
+
+@pytest.fixture
+def terminals():
+    opened = []
+
+    def open_terminal(*args, **kwargs) -> Terminal:
+        term = Terminal(*args, **kwargs)
+        opened.append(term)
+        return term
+
+    yield open_terminal
+    for term in opened:
+        term.close()
+
+
+def sign_up_on_screen(term: Terminal, name: str, password: str = "password1") -> None:
+    term.wait_for("Log in to")
+    term.key("ctrl-n")
+    term.wait_for("Sign up for")
+    term.line(name)
+    term.line(password)
+    term.line(password)
+    term.wait_for(f"{name} @ 127.0.0.1")
+
+
+def bob_terminal(terminals, server) -> Terminal:
+    setup = RawConn(server.address)
+    setup.ok("signup", username="bob", password="password1")
+    setup.close()
+    return terminals(server.address[1], "--user", "bob", env_extra={"CHAT_PASSWORD": "password1"})
+
+
+def test_two_people_chat_and_reply(server, terminals):
+    alice = terminals(server.address[1])
+    sign_up_on_screen(alice, "alice")
+    bob = bob_terminal(terminals, server)
+    bob.wait_for("bob @ 127.0.0.1", "All my messages")
+    alice.wait_for("Online (2)")
+    bob.line("/msg alice hello from bob")
+    screen = alice.wait_for("bob → alice", "hello from bob")
+    assert "● bob (1)" in screen  # online, one unread
+    alice.key("tab")
+    alice.key("down")
+    alice.key("enter")
+    alice.wait_for("Messages with bob")
+    alice.key("f5")
+    alice.wait_for("Replying to bob")
+    alice.type(" glad you wrote")
+    alice.key("enter")
+    screen = bob.wait_for("↪ reply to bob: “hello from bob”", "glad you wrote")
+    alice.wait_for("Sent to bob.")
+    assert "Messages with alice" in screen  # /msg opened the conversation
+
+
+def test_slash_commands_and_menu(server, terminals):
+    alice = terminals(server.address[1])
+    sign_up_on_screen(alice, "alice")
+    alice.line("/beep")
+    alice.wait_for("Beep on.")  # the terminals run with --no-beep
+    alice.line("/beep")
+    alice.wait_for("Beep off.")
+    alice.line("/nonsense")
+    alice.wait_for("unknown command /nonsense")
+    alice.key("f10")
+    alice.wait_for("Menu", "View users online", "Log out")
+    alice.type("6")
+    alice.wait_for("Log in to")
+
+
+def test_resize_redraws_and_too_small_says_so(server, terminals):
+    alice = terminals(server.address[1])
+    sign_up_on_screen(alice, "alice")
+    alice.resize(8, 30)
+    alice.wait_for("Too small: 30×8")
+    alice.resize(24, 70)
+    screen = alice.wait_for("Users (1)", "Online (1)", "All my messages")
+    assert "Too small" not in screen
+
+
+def test_reconnects_after_a_server_restart_and_shows_what_was_missed(server, terminals):
+    alice = terminals(server.address[1])
+    sign_up_on_screen(alice, "alice")
+    db, port = server.db, server.address[1]
+    server.kill()
+    alice.wait_for("reconnecting")
+    restarted = ServerProcess(db, port)
+    try:
+        bob = RawConn(restarted.address)
+        bob.login("bob")
+        bob.ok("send", to="alice", text="sent while you were away")
+        screen = alice.wait_for("sent while you were away", "connected")
+        assert "reconnecting" not in screen
+        bob.close()
+    finally:
+        restarted.terminate()
+
+
+def test_no_raw_escape_from_the_network_reaches_the_terminal(server, terminals):
+    alice = terminals(server.address[1])
+    sign_up_on_screen(alice, "alice")
+    mallory = RawConn(server.address)
+    mallory.login("mallory")
+    payload = "\x1b]0;PWNED\x07\x1b]52;c;Q0xJUA==\x07\x9b6n\x1b[31mRED\u202eEVIL"
+    mallory.ok("send", to="alice", text=payload)
+    screen = alice.wait_for("^[]0;PWNED^G")
+    assert "^[[31mRED" in screen and "<9B>6n" in screen
+    raw = bytes(alice.raw)
+    for forbidden in (b"\x1b]0;PWNED", b"\x1b]52;", b"\xc2\x9b6n", b"\x9b6n", b"\xe2\x80\xae"):
+        assert forbidden not in raw
+    mallory.close()
