@@ -10,7 +10,9 @@ group commit, then answers them all in one write.
 from __future__ import annotations
 
 import argparse
+import heapq
 import ipaddress
+import itertools
 import logging
 import os
 import signal
@@ -99,6 +101,13 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self._sessions: Dict[str, Set["ChatHandler"]] = {}
         self._handlers: Set["ChatHandler"] = set()
         self._per_address: Counter = Counter()
+        self._delivery_lock = threading.Lock()
+        self._deliveries: List[tuple] = []    # heap: (message id, seq, handler, replies, msgs)
+        self._delivery_seq = itertools.count()
+        self._delivering = False          # one thread sends acknowledgements at a time
+        self._durable_seen = 0
+        self._delivery_failure: Optional[str] = None
+        self.store.add_durable_listener(self._on_durable)
         self._stopping = threading.Event()
         self._serving_thread: Optional[threading.Thread] = None
         try:
@@ -180,6 +189,69 @@ class ChatServer(socketserver.ThreadingTCPServer):
         with self._lock:
             return [h for group in self._sessions.values() for h in group]
 
+    # ------------------------------------------------------------ acknowledgements
+
+    def deliver_when_durable(self, msg_id: int, handler: "ChatHandler", replies: bytes,
+                             messages: List[Tuple[str, str, str]]) -> None:
+        """Queue a batch of replies (and its message events) until ``msg_id`` is fsynced."""
+        with self._delivery_lock:
+            heapq.heappush(self._deliveries,
+                           (msg_id, next(self._delivery_seq), handler, replies, messages))
+            handler.undelivered += 1
+            handler._drained.clear()
+        if msg_id <= self.store.durable_id:  # committed already: nobody else will call
+            self._on_durable(self.store.durable_id, None)
+
+    def _on_durable(self, durable_id: int, failure: Optional[str]) -> None:
+        """Send every reply and event whose messages are now on disk (from the committer).
+
+        One thread sends at a time, which keeps each connection's replies in
+        order; the lock is held only to take work from the heap, never while
+        sending, so handler threads queueing new work never wait on the network.
+        """
+        with self._delivery_lock:
+            self._durable_seen = max(self._durable_seen, durable_id)
+            self._delivery_failure = self._delivery_failure or failure
+            if self._delivering:
+                return  # the thread sending now takes this work on its next round
+            self._delivering = True
+        while True:
+            with self._delivery_lock:
+                ready = []
+                while self._deliveries and (self._deliveries[0][0] <= self._durable_seen
+                                            or self._delivery_failure):
+                    ready.append(heapq.heappop(self._deliveries))
+                if not ready:
+                    self._delivering = False
+                    return
+            out: Dict[ChatHandler, List[bytes]] = {}
+            for msg_id, _, handler, replies, messages in ready:
+                if msg_id <= self._durable_seen:
+                    out.setdefault(handler, []).append(replies)
+                    self._add_message_events(out, handler, messages)
+                else:
+                    log.error("closing %s: its messages could not be stored: %s",
+                              handler.peer, self._delivery_failure)
+                    handler.outbox.close()
+            for handler, chunks in out.items():   # one write per connection per round
+                handler.outbox.push_many(chunks)
+            with self._delivery_lock:
+                for _, _, handler, _, _ in ready:
+                    handler.undelivered -= 1
+                    if not handler.undelivered:
+                        handler._drained.set()
+
+    def _add_message_events(self, out: Dict["ChatHandler", List[bytes]], sender: "ChatHandler",
+                            messages: List[Tuple[str, str, str]]) -> None:
+        """Each message to every session of its recipient and its sender but the sending one."""
+        with self._lock:
+            for msg_json, to, author in messages:
+                frame = p.message_event(msg_json)
+                for key in {p.user_key(to), p.user_key(author)}:
+                    for handler in self._sessions.get(key, ()):
+                        if handler is not sender:
+                            out.setdefault(handler, []).append(frame)
+
     @staticmethod
     def push_to(handlers, frame: bytes) -> None:
         for handler in handlers:
@@ -251,8 +323,12 @@ class ChatHandler(socketserver.BaseRequestHandler):
         self.login_deadline: Optional[float] = None
         self.tls: Optional[TlsSession] = None
         self.bucket = TokenBucket(self.server.config.msg_rate, self.server.config.msg_burst)
-        self._pending: List[Tuple[int, str, str]] = []   # sends awaiting the commit
-        self._pending_replies: List[Tuple[int, object]] = []  # (place in batch, request id)
+        self._batch: List[bytes] = []                     # replies not yet sent, in order
+        self._batch_msgs: List[Tuple[str, str, str]] = []  # (message JSON, to, from) in it
+        self._last_msg_id = 0
+        self.undelivered = 0                              # batches the committer still owes
+        self._drained = threading.Event()
+        self._drained.set()
         config = self.server.config
         sock: socket.socket = self.request
         _tune_socket(sock, config.keepalive_idle)
@@ -327,49 +403,43 @@ class ChatHandler(socketserver.BaseRequestHandler):
     # ------------------------------------------------------------ batching
 
     def _answer(self, lines: List[bytes]) -> None:
-        """Answer every frame of one read, sharing one wait for the commit."""
-        replies: List[bytes] = []
+        """Answer every frame of one read.
+
+        Replies to sends may only leave once their messages are fsynced; the
+        committer thread sends them (``ChatServer.deliver``), so this thread
+        goes straight back to reading instead of sleeping on every commit.
+        Any other op first waits for this connection's acknowledgements to be
+        out, which keeps replies in request order and lets a ``history`` see
+        the messages sent before it.
+        """
         for line in lines:
             req_id = None
             try:
                 obj = p.decode_json_line(line)
                 req_id = p.request_id_of(obj)
                 request = p.parse_request(obj)
-                if request.op != "send" and self._pending:
-                    self._settle(replies)
-                reply = self.OPS[request.op](self, request)
-                if request.op == "send":
-                    self._pending_replies.append((len(replies), req_id))
-                replies.append(reply)
+                if request.op != "send" and (self._batch_msgs or self.undelivered):
+                    self._flush_replies()
+                    self._drained.wait()
+                self._batch.append(self.OPS[request.op](self, request))
             except p.ChatError as exc:
-                replies.append(p.error_reply(req_id, exc.code, exc.message))
+                self._batch.append(p.error_reply(req_id, exc.code, exc.message))
             except Exception:
                 log.exception("error answering %s from %s", line[:80], self.peer)
-                replies.append(p.error_reply(req_id, p.SERVER_ERROR,
-                                             "the server failed on this request; it was logged"))
-        if self._pending:
-            self._settle(replies)
-        self.outbox.push(b"".join(replies))
+                self._batch.append(p.error_reply(
+                    req_id, p.SERVER_ERROR, "the server failed on this request; it was logged"))
+        self._flush_replies()
 
-    def _settle(self, replies: List[bytes]) -> None:
-        """Wait until the pending sends are durable, then deliver their events."""
-        pending, self._pending = self._pending, []
-        places, self._pending_replies = self._pending_replies, []
-        try:
-            self.server.store.wait_durable(pending[-1][0])
-        except p.ChatError as exc:
-            log.error("messages from %s not stored: %s", self.user, exc.message)
-            for place, req_id in places:
-                replies[place] = p.error_reply(req_id, exc.code, exc.message)
+    def _flush_replies(self) -> None:
+        """Send the batch now, or hand it to the committer if it must wait for a commit."""
+        if not self._batch:
             return
-        by_handler: Dict[ChatHandler, List[bytes]] = {}
-        for _, msg_json, to in pending:
-            frame = p.message_event(msg_json)
-            for handler in self.server.sessions_of(*{to, self.user}):
-                if handler is not self:
-                    by_handler.setdefault(handler, []).append(frame)
-        for handler, frames in by_handler.items():
-            handler.outbox.push_many(frames)
+        replies, self._batch = b"".join(self._batch), []
+        messages, self._batch_msgs = self._batch_msgs, []
+        if messages or self.undelivered:
+            self.server.deliver_when_durable(self._last_msg_id, self, replies, messages)
+        else:
+            self.outbox.push(replies)
 
     # ------------------------------------------------------------ helpers
 
@@ -466,7 +536,8 @@ class ChatHandler(socketserver.BaseRequestHandler):
         if not self.bucket.take():
             raise p.ChatError(p.RATE_LIMITED, "you are sending too fast; slow down")
         msg_id, msg_json = self.server.store.append_message(user, to, text, fields.get("reply_to"))
-        self._pending.append((msg_id, msg_json, to))
+        self._batch_msgs.append((msg_json, to, user))
+        self._last_msg_id = msg_id
         return p.ok_reply_raw(req.id, "message", msg_json)
 
     def op_history(self, req: p.Request) -> bytes:

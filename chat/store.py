@@ -161,6 +161,7 @@ class Store:
         self._idle = False
         self._closing = False
         self._failure: Optional[str] = None
+        self._listeners: List[Callable[[int, Optional[str]], None]] = []
         self._commits = 0
         self._committed_bytes = 0
         self._journal: Optional[FileHandle] = None
@@ -343,6 +344,22 @@ class Store:
                 self._work.notify()
         return msg_id, body
 
+    def add_durable_listener(self, listener: Callable[[int, Optional[str]], None]) -> None:
+        """Call ``listener(durable_id, failure)`` from the committer after each commit.
+
+        ``failure`` is None, or the reason the disk refused the batch. This
+        lets a server acknowledge from the committer thread instead of waking
+        one waiting thread per connection; the listener must not block.
+        """
+        self._listeners.append(listener)
+
+    def _notify_listeners(self, durable_id: int, failure: Optional[str]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(durable_id, failure)
+            except Exception:
+                log.exception("a durable listener failed")
+
     def wait_durable(self, msg_id: int) -> None:
         """Block until every message up to ``msg_id`` is fsynced.
 
@@ -441,12 +458,14 @@ class Store:
                                      "(disk error); it was not sent")
                     self._pending = []
                     self._durable.notify_all()
+                self._notify_listeners(self._durable_id, self._failure)
                 return
             with self._lock:
                 self._durable_id = upto
                 self._commits += 1
                 self._committed_bytes += len(data)
                 self._durable.notify_all()
+            self._notify_listeners(upto, None)
 
     def _commit_doc(self, needed: int = 0,
                     update: Optional[Callable[[Dict[str, dict]], None]] = None) -> None:

@@ -1,0 +1,708 @@
+"""The benchmark: durable message throughput and latency, memory, history growth.
+
+It starts a server (a subprocess on a fresh temporary database, durability on)
+or targets ``--host/--port``, signs up its users, and drives them from several
+worker processes, each running many non-blocking connections on a selectors
+loop, so the load generator is not what is measured. Latency is from the
+send to the recipient's ``message`` event: the text carries the sender's
+``time.monotonic_ns()``, a clock all processes on the machine share.
+
+    python -m chat.bench                      # the default suite, ~1 minute
+    python -m chat.bench pairs -n 1000 -m 100 --repeat 3
+    python -m chat.bench history --preload 1000000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import protocol as p
+
+PASSWORD = "bench-password"
+BENCH_HASH_COST = 4
+SERVER_FLAGS = ["--hash-cost", str(BENCH_HASH_COST), "--msg-rate", "0"]
+SETTINGS_NOTE = (f"server flags {' '.join(SERVER_FLAGS)}: the password hash cost is lowered "
+                 f"(scrypt n=2^{BENCH_HASH_COST}) for the benchmark's own users, and the "
+                 "per-connection send rate limit is off; durability is ON (every acknowledged "
+                 "message fsynced, group commit)")
+
+
+# ---------------------------------------------------------------- the server under test
+
+class Server:
+    """A chat server subprocess (or a running one), with its CPU and memory read from /proc."""
+
+    LISTENING = re.compile(r"listening on ([\d.]+):(\d+)")
+
+    def __init__(self, db: Optional[Path] = None, host: str = "", port: int = 0) -> None:
+        self.proc: Optional[subprocess.Popen] = None
+        self.own_db = db is None and not host
+        self.db = db
+        self.start_seconds = 0.0
+        if host:
+            self.address = (host, port)
+            return
+        if self.db is None:
+            self.db = Path(tempfile.mkdtemp(prefix="chat-bench-"))
+        cmd = [sys.executable, "-m", "chat.server", "--port", "0", "--db", str(self.db),
+               "--log-level", "WARNING", *SERVER_FLAGS]
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
+                                     cwd=str(Path(__file__).resolve().parent.parent))
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            match = self.LISTENING.search(line)
+            if match:
+                self.address = (match.group(1), int(match.group(2)))
+                break
+        else:
+            raise RuntimeError("the server did not start: " + " ".join(cmd))
+        self.start_seconds = time.perf_counter() - started
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if "ERROR" in line or "Traceback" in line:
+                sys.stderr.write("server: " + line)
+
+    def cpu_seconds(self) -> float:
+        if self.proc is None:
+            return 0.0
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def memory_mb(self, key: str = "VmHWM") -> float:
+        if self.proc is None:
+            return 0.0
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self.own_db and self.db is not None:
+            shutil.rmtree(self.db, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- blocking helpers
+
+class Line:
+    """A blocking line-protocol connection for set-up work (sign-ups, probes)."""
+
+    def __init__(self, address: Tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.decoder = p.FrameDecoder(64 * 1024 * 1024)
+        self.frames: List[dict] = []
+        self.next_frame()  # hello
+
+    def next_frame(self) -> dict:
+        while not self.frames:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            self.frames.extend(json.loads(line) for line in self.decoder.feed(data))
+        return self.frames.pop(0)
+
+    def call(self, op: str, **fields: Any) -> dict:
+        self.sock.sendall(p.encode_request(op, "b", **fields))
+        while True:
+            frame = self.next_frame()
+            if frame.get("id") == "b":
+                return frame
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def sign_up(address, names: List[str]) -> None:
+    """Create accounts, pipelined on one connection ('taken' is fine: reruns)."""
+    line = Line(address)
+    for start in range(0, len(names), 200):
+        chunk = names[start:start + 200]
+        line.sock.sendall(b"".join(p.encode_request("signup", i, username=n, password=PASSWORD)
+                                   for i, n in enumerate(chunk)))
+        got = 0
+        while got < len(chunk):
+            if "ok" in line.next_frame():
+                got += 1
+    line.close()
+
+
+def loopback_rtt_us(rounds: int = 2000) -> float:
+    """Median round trip of a 64-byte ping-pong over loopback TCP: the floor."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def echo() -> None:
+        conn, _ = server.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                break
+            conn.sendall(data)
+        conn.close()
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    client = socket.create_connection(server.getsockname())
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    samples = []
+    payload = b"x" * 64
+    for _ in range(rounds):
+        t0 = time.perf_counter_ns()
+        client.sendall(payload)
+        got = 0
+        while got < len(payload):
+            got += len(client.recv(4096))
+        samples.append(time.perf_counter_ns() - t0)
+    client.close()
+    server.close()
+    thread.join(2)
+    return statistics.median(samples) / 1000
+
+
+# ---------------------------------------------------------------- the load generator
+
+@dataclass
+class WorkerResult:
+    delivered: int = 0
+    acked: int = 0
+    errors: int = 0
+    latencies_us: List[int] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+    seconds: float = 0.0
+
+
+def _worker(address, pairs, messages: int, window: int, size: int, rate: float,
+            ready, go, results, progress) -> None:
+    """One process: many connections on one selectors loop, each sending to its peer."""
+    sel = selectors.DefaultSelector()
+    conns = []
+    for me, peer in pairs:
+        sock = socket.create_connection(address, timeout=120)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(p.encode_request("login", 0, username=me, password=PASSWORD))
+        conns.append({"sock": sock, "peer": peer, "sent": 0, "acked": 0, "got": 0,
+                      "dec": p.FrameDecoder(64 * 1024 * 1024), "out": bytearray()})
+    for c in conns:  # wait for every login before the clock starts
+        buf = b""
+        while b'"id":0,' not in buf:
+            chunk = c["sock"].recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("login refused")
+            buf += chunk
+        if b'"ok":false' in buf.split(b'"id":0,', 1)[1][:20]:
+            raise ConnectionError(f"login refused: {buf[-200:]!r}")
+        c["sock"].setblocking(False)
+        sel.register(c["sock"], selectors.EVENT_READ, c)
+    ready.put(len(conns))
+    go.wait()
+    pad = "x" * max(0, size - 20)
+    result = WorkerResult()
+    cpu0 = os.times()
+    start = time.monotonic()
+    interval = len(conns) / rate if rate > 0 else 0.0   # open loop: each conn's gap
+    next_send = [start + (i / len(conns)) * interval for i in range(len(conns))]
+    want = messages
+
+    def fill(c, now_ns) -> None:
+        while c["sent"] < want and c["sent"] - c["acked"] < window:
+            c["sent"] += 1
+            c["out"] += p.encode_request("send", c["sent"], to=c["peer"],
+                                         text=f"{now_ns} {pad}")
+
+    def flush(c) -> None:
+        if c["out"]:
+            try:
+                n = c["sock"].send(c["out"])
+            except BlockingIOError:
+                n = 0
+            del c["out"][:n]
+
+    if rate <= 0:
+        now_ns = time.monotonic_ns()
+        for c in conns:
+            fill(c, now_ns)
+            flush(c)
+    done = 0
+    last_report = start
+    reported = 0
+    while done < len(conns):
+        timeout = 0.2
+        if rate > 0:
+            now = time.monotonic()
+            for i, c in enumerate(conns):
+                if c["sent"] < want and now >= next_send[i] and c["sent"] - c["acked"] < window:
+                    c["sent"] += 1
+                    c["out"] += p.encode_request("send", c["sent"], to=c["peer"],
+                                                 text=f"{time.monotonic_ns()} {pad}")
+                    next_send[i] += interval
+                    flush(c)
+            pending = [t for i, t in enumerate(next_send)
+                       if conns[i]["sent"] < want and conns[i]["sent"] - conns[i]["acked"] < window]
+            timeout = max(0.0, min(pending) - time.monotonic()) if pending else 0.2
+        for key, _ in sel.select(timeout):
+            c = key.data
+            try:
+                data = c["sock"].recv(1 << 20)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise ConnectionError("the server closed a connection")
+            now_ns = time.monotonic_ns()
+            for line in c["dec"].feed(data):
+                if line.startswith(b'{"event":"message"'):
+                    c["got"] += 1
+                    i = line.index(b'"text":"') + 8
+                    sent_ns = int(line[i:line.index(b" ", i)])
+                    result.latencies_us.append((now_ns - sent_ns) // 1000)
+                elif line.startswith(b'{"id"'):
+                    c["acked"] += 1
+                    if b'"ok":false' in line[:40]:
+                        result.errors += 1
+            if rate <= 0:
+                fill(c, now_ns)
+            flush(c)
+            if c["acked"] >= want and c["got"] >= want and not c.get("done"):
+                c["done"] = True
+                done += 1
+        for c in conns:
+            flush(c)
+        now = time.monotonic()
+        if now - last_report > 0.2:
+            delivered = sum(c["got"] for c in conns)
+            progress.put(delivered - reported)
+            reported = delivered
+            last_report = now
+    result.seconds = time.monotonic() - start
+    cpu1 = os.times()
+    result.cpu_seconds = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    result.delivered = sum(c["got"] for c in conns)
+    result.acked = sum(c["acked"] for c in conns)
+    progress.put(result.delivered - reported)
+    for c in conns:
+        c["sock"].close()
+    results.put(asdict(result))
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        self.label, self.total, self.enabled = label, max(1, total), enabled
+        self.done = 0
+        self.started = time.monotonic()
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        frac = min(1.0, self.done / self.total)
+        bar = "#" * int(frac * 30)
+        rate = self.done / max(1e-9, time.monotonic() - self.started)
+        sys.stderr.write(f"\r{self.label:<28} [{bar:<30}] {frac * 100:5.1f}% {rate:9.0f} msg/s")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 90 + "\r")
+            sys.stderr.flush()
+
+
+def percentile(values: List[int], q: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return float(values[min(len(values) - 1, int(q * len(values)))])
+
+
+def run_load(server: Server, clients: int, messages: int, window: int, size: int,
+             rate: float = 0.0, workers: int = 2, label: str = "", show: bool = True,
+             prefix: str = "u") -> Dict[str, Any]:
+    """One measured run: pairs of clients messaging each other."""
+    clients += clients % 2
+    names = [f"{prefix}{i}" for i in range(clients)]
+    sign_up(server.address, names)
+    pairs = [(names[i], names[i ^ 1]) for i in range(clients)]
+    workers = max(1, min(workers, clients))
+    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+    ready, results, progress = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    go = ctx.Event()
+    shares = [pairs[w::workers] for w in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(server.address, share, messages, window, size,
+                                               rate * len(share) / clients, ready, go,
+                                               results, progress), daemon=True)
+             for share in shares]
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        ready.get(timeout=300)
+    bar = Progress(label or f"{clients} clients", clients * messages, show)
+    cpu0, wall0 = server.cpu_seconds(), time.monotonic()
+    go.set()
+    collected = []
+    while len(collected) < len(procs):
+        try:
+            bar.add(progress.get(timeout=0.2))
+        except Exception:
+            pass
+        while True:
+            try:
+                collected.append(results.get_nowait())
+            except Exception:
+                break
+        if not any(proc.is_alive() for proc in procs) and len(collected) < len(procs):
+            try:
+                collected.append(results.get(timeout=2))
+            except Exception:
+                raise RuntimeError("a load worker died; see its error above") from None
+    wall = time.monotonic() - wall0
+    cpu = server.cpu_seconds() - cpu0
+    bar.finish()
+    for proc in procs:
+        proc.join(5)
+    latencies = [v for r in collected for v in r["latencies_us"]]
+    delivered = sum(r["delivered"] for r in collected)
+    seconds = max(r["seconds"] for r in collected)
+    return {
+        "clients": clients, "messages_per_client": messages, "window": window, "size": size,
+        "offered_rate": rate or None,
+        "delivered": delivered, "acked": sum(r["acked"] for r in collected),
+        "errors": sum(r["errors"] for r in collected),
+        "seconds": round(seconds, 3),
+        "msgs_per_s": round(delivered / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(percentile(latencies, 0.50) / 1000, 3),
+        "p99_ms": round(percentile(latencies, 0.99) / 1000, 3),
+        "max_ms": round(percentile(latencies, 1.0) / 1000, 3),
+        "server_cpu_pct": round(cpu / wall * 100, 1) if wall else 0.0,
+        "server_peak_rss_mb": round(server.memory_mb("VmHWM"), 1),
+        "generator_cpu_pct": round(sum(r["cpu_seconds"] for r in collected) / wall * 100, 1),
+    }
+
+
+def median_of(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The run whose throughput is the median (figures stay from one real run)."""
+    ordered = sorted(runs, key=lambda r: r["msgs_per_s"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["runs_msgs_per_s"] = [r["msgs_per_s"] for r in runs]
+    return chosen
+
+
+# ---------------------------------------------------------------- workloads
+
+def workload_pairs(args, server: Server) -> List[Dict[str, Any]]:
+    rows = []
+    for n in args.clients:
+        runs = [run_load(server, n, args.messages, args.window, args.size,
+                         workers=args.workers, label=f"pairs n={n} run {i + 1}",
+                         show=args.progress, prefix=f"p{n}r{i}u")
+                for i in range(args.repeat)]
+        row = median_of(runs)
+        row["workload"] = "pairs"
+        rows.append(row)
+    return rows
+
+
+def workload_open(args, server: Server) -> List[Dict[str, Any]]:
+    n = args.clients[0]
+    messages = max(1, int(args.rate * args.seconds / n))
+    runs = [run_load(server, n, messages, args.window, args.size, rate=args.rate,
+                     workers=args.workers, label=f"open {args.rate:g}/s run {i + 1}",
+                     show=args.progress, prefix=f"o{n}r{i}u") for i in range(args.repeat)]
+    row = sorted(runs, key=lambda r: r["p99_ms"])[len(runs) // 2]
+    row["workload"] = "open"
+    return [row]
+
+
+def workload_unloaded(args, server: Server) -> List[Dict[str, Any]]:
+    runs = [run_load(server, 2, args.messages_unloaded, 1, args.size, workers=2,
+                     label=f"unloaded run {i + 1}", show=args.progress, prefix=f"w1r{i}u")
+            for i in range(args.repeat)]
+    row = sorted(runs, key=lambda r: r["p50_ms"])[len(runs) // 2]
+    row["workload"] = "unloaded (window 1)"
+    return [row]
+
+
+def workload_idle(args, server: Server) -> List[Dict[str, Any]]:
+    n = args.clients[-1]
+    names = [f"idle{i}" for i in range(n)]
+    sign_up(server.address, names)
+    before = server.memory_mb("VmRSS")
+    socks = []
+    for i, name in enumerate(names):
+        sock = socket.create_connection(server.address, timeout=60)
+        sock.sendall(p.encode_request("login", 1, username=name, password=PASSWORD))
+        socks.append(sock)
+        if args.progress and i % 50 == 0:
+            sys.stderr.write(f"\ridle: {i + 1}/{n} logged in")
+    time.sleep(2.0)
+    for sock in socks:  # read the replies and presence events, as a client would
+        sock.setblocking(False)
+        try:
+            while sock.recv(1 << 16):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+    time.sleep(1.0)
+    row = {"workload": "idle", "clients": n, "server_rss_mb": round(server.memory_mb("VmRSS"), 1),
+           "server_rss_before_mb": round(before, 1),
+           "server_peak_rss_mb": round(server.memory_mb("VmHWM"), 1)}
+    for sock in socks:
+        sock.close()
+    if args.progress:
+        sys.stderr.write("\r" + " " * 40 + "\r")
+    return [row]
+
+
+def preload(db: Path, count: int, show: bool) -> None:
+    """Write ``count`` messages straight through the store (not over the wire)."""
+    from .auth import HashParams, hash_password
+    from .store import Store
+    store = Store(db)
+    try:
+        users = [f"h{i}" for i in range(10)]
+        stored_hash = hash_password(PASSWORD, HashParams.from_cost(BENCH_HASH_COST))
+        for name in users:
+            if store.canonical_name(name) is None:
+                store.add_user(name, stored_hash)
+        last = 0
+        for i in range(count):
+            last, _ = store.append_message(users[i % 10], users[(i + 1) % 10],
+                                           f"preloaded message {i} " + "y" * 60)
+            if i % 50_000 == 0:
+                store.wait_durable(last)
+                if show:
+                    sys.stderr.write(f"\rpreloading {i:,}/{count:,}")
+        if last:
+            store.wait_durable(last)
+    finally:
+        store.close()
+    if show:
+        sys.stderr.write("\r" + " " * 40 + "\r")
+
+
+def history_latency_ms(address, samples: int = 200) -> Tuple[float, float]:
+    line = Line(address)
+    line.call("login", username="h0", password=PASSWORD)
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        reply = line.call("history", limit=100)
+        times.append(time.perf_counter() - t0)
+        assert reply["ok"] and len(reply["messages"]) == 100, reply
+    line.close()
+    times.sort()
+    return statistics.median(times) * 1000, times[int(0.99 * len(times))] * 1000
+
+
+def workload_history(args, _server: Optional[Server]) -> List[Dict[str, Any]]:
+    rows = []
+    base_rate = None
+    for count in args.preload:
+        db = Path(tempfile.mkdtemp(prefix="chat-bench-hist-"))
+        try:
+            t0 = time.perf_counter()
+            preload(db, count, args.progress)
+            preload_s = time.perf_counter() - t0
+            server = Server(db=db)
+            try:
+                p50, p99 = history_latency_ms(server.address)
+                load = run_load(server, 2, args.messages, args.window, args.size, workers=2,
+                                label=f"send with {count:,} stored", show=args.progress,
+                                prefix="hs")
+            finally:
+                server.stop()
+            if base_rate is None:
+                base_rate = load["msgs_per_s"]
+            rows.append({"workload": "history", "stored": count,
+                         "preload_s": round(preload_s, 1),
+                         "start_s": round(server.start_seconds, 2),
+                         "history100_p50_ms": round(p50, 3), "history100_p99_ms": round(p99, 3),
+                         "msgs_per_s": load["msgs_per_s"],
+                         "vs_first": round(load["msgs_per_s"] / base_rate, 2)})
+        finally:
+            shutil.rmtree(db, ignore_errors=True)
+    return rows
+
+
+# ---------------------------------------------------------------- report
+
+def print_table(report: Dict[str, Any]) -> None:
+    print(f"parallel-chat benchmark · {report['machine']}")
+    print(f"  {report['settings']}")
+    print(f"  loopback TCP round trip (the floor): {report['loopback_rtt_us']:.0f} µs median")
+    throughput = [r for r in report["results"] if "msgs_per_s" in r and "stored" not in r]
+    if throughput:
+        print()
+        print(f"  {'workload':<22}{'clients':>8}{'window':>7}{'msg/s':>10}{'p50 ms':>9}"
+              f"{'p99 ms':>9}{'max ms':>9}{'srv CPU':>9}{'srv RSS':>9}{'gen CPU':>9}")
+        for r in throughput:
+            print(f"  {r['workload']:<22}{r['clients']:>8}{r['window']:>7}{r['msgs_per_s']:>10,.0f}"
+                  f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['max_ms']:>9.1f}"
+                  f"{r['server_cpu_pct']:>8.0f}%{r['server_peak_rss_mb']:>7.0f}MB"
+                  f"{r['generator_cpu_pct']:>8.0f}%")
+    for r in report["results"]:
+        if r["workload"] == "idle":
+            print(f"\n  idle: {r['clients']} logged-in connections: server RSS "
+                  f"{r['server_rss_mb']:.0f} MB (peak {r['server_peak_rss_mb']:.0f} MB)")
+    history = [r for r in report["results"] if r["workload"] == "history"]
+    if history:
+        print(f"\n  {'stored':>10}{'start s':>9}{'hist p50 ms':>13}{'hist p99 ms':>13}"
+              f"{'send msg/s':>12}{'vs first':>10}")
+        for r in history:
+            print(f"  {r['stored']:>10,}{r['start_s']:>9.2f}{r['history100_p50_ms']:>13.2f}"
+                  f"{r['history100_p99_ms']:>13.2f}{r['msgs_per_s']:>12,.0f}{r['vs_first']:>10.2f}")
+
+
+def machine() -> str:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores {model}, Python {sys.version.split()[0]}, "
+            f"{sys.platform}").replace("  ", " ")
+
+
+def parse_args(argv: Optional[List[str]] = None):
+    parser = argparse.ArgumentParser(
+        prog="chat-bench",
+        description="Benchmark a parallel-chat server with durability on. With no workload, "
+                    "runs the default suite: pairs at 2 and 100 clients, an unloaded latency "
+                    "check, an open-loop run at half the 100-client rate, and 1,000 idle "
+                    "connections (about a minute on 2 cores).")
+    parser.add_argument("workload", nargs="?", default="suite",
+                        choices=["suite", "pairs", "open", "idle", "history"],
+                        help="pairs: windowed DMs between pairs of clients; open: a fixed "
+                             "offered rate, for latency; idle: logged-in connections doing "
+                             "nothing, for memory; history: preload messages, then start time, "
+                             "history latency and send rate")
+    parser.add_argument("-n", "--clients", type=int, nargs="+", default=None,
+                        help="client counts (pairs: one run per count; default 2 100)")
+    parser.add_argument("-m", "--messages", type=int, default=None,
+                        help="messages each client sends (default: 20000 for 2 clients, "
+                             "scaled down as clients grow)")
+    parser.add_argument("--window", type=int, default=64,
+                        help="unacknowledged sends allowed per client (default 64)")
+    parser.add_argument("--size", type=int, default=100, help="message text bytes (default 100)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="open: offered messages/s in all (default: half of a measured max)")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="open: how long to offer load (default 5)")
+    parser.add_argument("--preload", type=int, nargs="+", default=[10_000, 100_000],
+                        help="history: stored message counts (default 10000 100000)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per figure; the median is reported (default 1)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="load generator processes (default 2)")
+    parser.add_argument("--host", help="benchmark a running server instead of starting one "
+                                       f"(it must run with {' '.join(SERVER_FLAGS)})")
+    parser.add_argument("--port", type=int, default=p.DEFAULT_PORT)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, for a smoke test (a few seconds)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar on stderr")
+    args = parser.parse_args(argv)
+    if args.clients is None:
+        args.clients = [1000] if args.workload == "idle" else [2, 100]
+    if args.quick:
+        args.clients = [min(c, 4) for c in args.clients]
+        args.messages = args.messages or 50
+        args.preload = [min(c, 500) for c in args.preload]
+        args.seconds = min(args.seconds, 1.0)
+    if args.messages is None:
+        args.messages = max(200, 40_000 // max(args.clients))
+    args.messages_unloaded = 200 if args.quick else 2000
+    if not sys.stderr.isatty():
+        args.progress = args.progress and False
+    return args
+
+
+def run(args) -> Dict[str, Any]:
+    report: Dict[str, Any] = {"machine": machine(), "settings": SETTINGS_NOTE,
+                              "loopback_rtt_us": round(loopback_rtt_us(), 1), "results": []}
+    if args.workload == "history":
+        report["results"] = workload_history(args, None)
+        return report
+    server = Server(host=args.host or "", port=args.port)
+    try:
+        if args.workload in ("pairs", "suite"):
+            report["results"] += workload_pairs(args, server)
+        if args.workload == "suite":
+            report["results"] += workload_unloaded(args, server)
+            best = max(r["msgs_per_s"] for r in report["results"] if r["workload"] == "pairs")
+            args.rate = args.rate or round(best / 2)
+            args.clients = [args.clients[-1]]
+            report["results"] += workload_open(args, server)
+            args.clients = [40 if args.quick else 1000]
+            server.stop()
+            server = Server(host=args.host or "", port=args.port)  # idle memory from a fresh start
+            report["results"] += workload_idle(args, server)
+        elif args.workload == "open":
+            if not args.rate:
+                probe = run_load(server, args.clients[0], max(200, 20_000 // args.clients[0]),
+                                 args.window, args.size, workers=args.workers,
+                                 label="probe max rate", show=args.progress, prefix="probe")
+                args.rate = round(probe["msgs_per_s"] / 2)
+            report["results"] += workload_open(args, server)
+        elif args.workload == "idle":
+            report["results"] += workload_idle(args, server)
+    finally:
+        server.stop()
+    return report
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = run(args)
+    except (ConnectionError, RuntimeError, OSError) as exc:
+        print(f"chat-bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
