@@ -1,4 +1,4 @@
-"""The benchmark at tiny size, to keep it working (figures are not asserted: speed is not a test)."""
+"""The benchmark at tiny size, to keep it working (no figure is asserted: speed is no test)."""
 from __future__ import annotations
 
 import json
