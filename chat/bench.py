@@ -426,7 +426,8 @@ def median_of(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
 def workload_pairs(args, server: Server) -> List[Dict[str, Any]]:
     rows = []
     for n in args.clients:
-        runs = [run_load(server, n, args.messages, args.window, args.size,
+        messages = args.messages or default_messages(n)
+        runs = [run_load(server, n, messages, args.window, args.size,
                          workers=args.workers, label=f"pairs n={n} run {i + 1}",
                          show=args.progress, prefix=f"p{n}r{i}u")
                 for i in range(args.repeat)]
@@ -434,6 +435,11 @@ def workload_pairs(args, server: Server) -> List[Dict[str, Any]]:
         row["workload"] = "pairs"
         rows.append(row)
     return rows
+
+
+def default_messages(clients: int) -> int:
+    """Messages per client: about 40,000 in all, and never fewer than 100 each."""
+    return max(100, 40_000 // clients)
 
 
 def workload_open(args, server: Server) -> List[Dict[str, Any]]:
@@ -541,7 +547,8 @@ def workload_history(args, _server: Optional[Server]) -> List[Dict[str, Any]]:
             server = Server(db=db)
             try:
                 p50, p99 = history_latency_ms(server.address)
-                load = run_load(server, 2, args.messages, args.window, args.size, workers=2,
+                load = run_load(server, 2, args.messages or default_messages(2), args.window,
+                                args.size, workers=2,
                                 label=f"send with {count:,} stored", show=args.progress,
                                 prefix="hs")
             finally:
@@ -618,8 +625,8 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument("-n", "--clients", type=int, nargs="+", default=None,
                         help="client counts (pairs: one run per count; default 2 100)")
     parser.add_argument("-m", "--messages", type=int, default=None,
-                        help="messages each client sends (default: 20000 for 2 clients, "
-                             "scaled down as clients grow)")
+                        help="messages each client sends (default: 40000 in all, at least "
+                             "100 each: 20000 for 2 clients, 400 for 100, 100 for 1000)")
     parser.add_argument("--window", type=int, default=64,
                         help="unacknowledged sends allowed per client (default 64)")
     parser.add_argument("--size", type=int, default=100, help="message text bytes (default 100)")
@@ -649,8 +656,6 @@ def parse_args(argv: Optional[List[str]] = None):
         args.messages = args.messages or 50
         args.preload = [min(c, 500) for c in args.preload]
         args.seconds = min(args.seconds, 1.0)
-    if args.messages is None:
-        args.messages = max(200, 40_000 // max(args.clients))
     args.messages_unloaded = 200 if args.quick else 2000
     if not sys.stderr.isatty():
         args.progress = args.progress and False
@@ -669,17 +674,18 @@ def run(args) -> Dict[str, Any]:
             report["results"] += workload_pairs(args, server)
         if args.workload == "suite":
             report["results"] += workload_unloaded(args, server)
-            best = max(r["msgs_per_s"] for r in report["results"] if r["workload"] == "pairs")
-            args.rate = args.rate or round(best / 2)
-            args.clients = [args.clients[-1]]
-            report["results"] += workload_open(args, server)
+            maxima = [(r["clients"], r["msgs_per_s"]) for r in report["results"]
+                      if r["workload"] == "pairs"]
+            for clients, best in maxima:   # open loop at half of each measured maximum
+                args.rate, args.clients = round(best / 2), [clients]
+                report["results"] += workload_open(args, server)
             args.clients = [40 if args.quick else 1000]
             server.stop()
             server = Server(host=args.host or "", port=args.port)  # idle memory from a fresh start
             report["results"] += workload_idle(args, server)
         elif args.workload == "open":
             if not args.rate:
-                probe = run_load(server, args.clients[0], max(200, 20_000 // args.clients[0]),
+                probe = run_load(server, args.clients[0], default_messages(args.clients[0]),
                                  args.window, args.size, workers=args.workers,
                                  label="probe max rate", show=args.progress, prefix="probe")
                 args.rate = round(probe["msgs_per_s"] / 2)

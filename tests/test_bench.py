@@ -14,7 +14,7 @@ def test_quick_suite_reports_every_workload(capsys):
     report = json.loads(capsys.readouterr().out)
     assert "hash cost is lowered" in report["settings"] and report["loopback_rtt_us"] > 0
     kinds = [r["workload"] for r in report["results"]]
-    assert kinds == ["pairs", "pairs", "unloaded (window 1)", "open", "idle"]
+    assert kinds == ["pairs", "pairs", "unloaded (window 1)", "open", "open", "idle"]
     for row in report["results"]:
         if row["workload"] == "idle":
             assert row["clients"] == 40 and row["server_rss_mb"] > 0
