@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 
@@ -188,3 +189,21 @@ def test_no_raw_escape_from_the_network_reaches_the_terminal(server, terminals):
     for forbidden in (b"\x1b]0;PWNED", b"\x1b]52;", b"\xc2\x9b6n", b"\x9b6n", b"\xe2\x80\xae"):
         assert forbidden not in raw
     mallory.close()
+
+
+def test_server_unreachable_then_retry(tmp_path, terminals):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    term = terminals(port, "--user", "carol", env_extra={"CHAT_PASSWORD": "password1"})
+    term.wait_for(f"Cannot reach 127.0.0.1:{port}", "Press Enter to try again")
+    server = ServerProcess(tmp_path / "db", port)
+    try:
+        setup = RawConn(server.address)
+        setup.ok("signup", username="carol", password="password1")
+        setup.close()
+        term.key("enter")
+        term.wait_for("carol @ 127.0.0.1", "All my messages")
+    finally:
+        server.terminate()

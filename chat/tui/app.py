@@ -130,14 +130,15 @@ class LoginForm:
             self.field = "password"
             return None
         try:
+            if not self.client.connected:
+                self.client.connect()
             if self.signup:
                 self.client.signup(name, password)
             return self.client.login(name, password)
         except p.ChatError as exc:
             self.fail(login_error_text(exc))
         except (ConnectionError, TimeoutError) as exc:
-            self.fail(f"{exc}. Press Enter to try again.")
-            _try_reconnect(self.client)
+            self.fail(f"{exc}. Is the server running? Press Enter to try again.")
         return None
 
     def fail(self, text: str) -> None:
@@ -153,14 +154,6 @@ def login_error_text(exc: p.ChatError) -> str:
         p.INVALID_USERNAME: "Names are 1 to 32 characters: letters, digits, _ . -",
         p.RATE_LIMITED: sanitize(exc.message),
     }.get(exc.code, sanitize(exc.message))
-
-
-def _try_reconnect(client: ChatClient) -> None:
-    if not client.connected:
-        try:
-            client.connect()
-        except ConnectionError:
-            pass
 
 
 # ---------------------------------------------------------------- main screen
@@ -527,7 +520,11 @@ def run_curses(stdscr, client: ChatClient, args, password: Optional[str]) -> int
     colors = panes.Colors()
     while True:
         form = LoginForm(client, server, args.user)
-        if args.user and password is not None:
+        if not client.connected:
+            form.fail(f"Cannot reach {server}. Is the server running? Press Enter to try again.")
+            if args.user and password is not None:
+                form.fields["password"] = password
+        elif args.user and password is not None:
             try:
                 client.login(args.user, password)
             except p.ChatError as exc:
@@ -595,10 +592,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     client = ChatClient(args.host, args.port, tls=args.tls, tls_ca=args.tls_ca)
     try:
         client.connect()
-    except ConnectionError as exc:
-        print(f"chat-client: {exc}", file=sys.stderr)
-        print("Is the server running? Start one with: chat-server", file=sys.stderr)
-        return 1
+    except ConnectionError:
+        pass  # the login screen says so, and Enter tries again
     try:
         return curses.wrapper(run_curses, client, args, password)
     except KeyboardInterrupt:
