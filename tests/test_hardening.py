@@ -273,6 +273,7 @@ def test_tls_round_trip(tmp_path, certificate):
         server.stop()
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_refuses_old_protocol_versions(tmp_path, certificate):
     cert, key = certificate
     server = start_server(tmp_path / "db", tls_cert=cert, tls_key=key)
