@@ -298,3 +298,20 @@ def test_warns_without_tls_on_a_public_address(tmp_path):
         assert any("without TLS" in line for line in proc.log)
     finally:
         proc.terminate()
+
+
+def test_client_library_over_tls(tmp_path, certificate):
+    from chat.client import ChatClient
+
+    cert, key = certificate
+    server = start_server(tmp_path / "db", tls_cert=cert, tls_key=key)
+    try:
+        host, port = server.address
+        with ChatClient.connect_as(host, port, "alice", "password1", signup=True,
+                                   tls=True, tls_ca=str(cert)) as alice:
+            assert alice.send("alice", "note to self over TLS").text == "note to self over TLS"
+        untrusting = ChatClient(host, port, tls=True, timeout=5)  # system CAs only
+        with pytest.raises(ConnectionError):
+            untrusting.connect()
+    finally:
+        server.stop()
