@@ -126,6 +126,17 @@ class RawConn:
             return
         raise AssertionError(f"unexpected event {ev}")
 
+    def all_history(self, **fields: Any) -> List[Dict[str, Any]]:
+        """Every message visible to this connection, paging forwards with ``after``."""
+        messages: List[Dict[str, Any]] = []
+        after = 0
+        while True:
+            page = self.ok("history", after=after, limit=p.MAX_HISTORY_LIMIT, **fields)["messages"]
+            if not page:
+                return messages
+            messages += page
+            after = page[-1]["id"]
+
     def login(self, name: str, password: str = "password1", signup: bool = True) -> None:
         if signup:
             self.ok("signup", username=name, password=password)

@@ -150,14 +150,7 @@ def test_a_client_that_never_reads_cannot_stall_anyone(tmp_path, caplog):
         # The stuck user gets everything later through history.
         later = RawConn(server.address)
         later.ok("login", username="stuck", password="password1")
-        got, after = [], 0
-        while True:
-            page = later.ok("history", with_="sender", after=after, limit=1000)["messages"]
-            if not page:
-                break
-            got += page
-            after = page[-1]["id"]
-        assert len(got) == sent
+        assert len(later.all_history(with_="sender")) == sent
         for conn in (stuck, sender, carol, dave, later):
             conn.close()
     finally:
@@ -205,13 +198,7 @@ def test_kill_9_many_times_loses_nothing_acknowledged(tmp_path):
         proc = ServerProcess(db)
         sink = RawConn(proc.address)
         sink.ok("login", username="sink", password="password1")
-        stored, after = {}, 0
-        while True:
-            page = sink.ok("history", after=after, limit=1000)["messages"]
-            if not page:
-                break
-            stored.update((m["id"], m["text"]) for m in page)
-            after = page[-1]["id"]
+        stored = {m["id"]: m["text"] for m in sink.all_history()}
         sink.close()
         missing = {i: t for i, t in acked.items() if stored.get(i) != t}
         assert not missing, f"round {round_no}: acknowledged but lost: {list(missing)[:5]}"

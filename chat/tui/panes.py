@@ -98,6 +98,11 @@ def draw_title(win, rect: Rect, title: str, focused: bool, colors: Colors) -> No
     put(win, rect.y, rect.x, pad(marker + title, rect.w), attr)
 
 
+def scroll_top(selected: int, rows: int) -> int:
+    """First row to show so that the selected one stays in view."""
+    return max(0, selected - rows + 1)
+
+
 class UsersPane:
     """Every account: ● online, (n) unread, the open conversation highlighted."""
 
@@ -105,7 +110,7 @@ class UsersPane:
         names = state.user_names()
         draw_title(win, rect, f"Users ({len(names)})", state.focus == "users", colors)
         rows = rect.h - 1
-        top = max(0, state.user_index - rows + 1)
+        top = scroll_top(state.user_index, rows)
         for i, name in enumerate(names[top:top + rows]):
             row = state.users[user_key(name)]
             index = top + i
@@ -130,7 +135,7 @@ class OnlinePane:
         names = state.online_names()
         draw_title(win, rect, f"Online ({len(names)})", state.focus == "online", colors)
         rows = rect.h - 1
-        top = max(0, state.online_index - rows + 1)
+        top = scroll_top(state.online_index, rows)
         for i, name in enumerate(names[top:top + rows]):
             selected = state.focus == "online" and top + i == state.online_index
             attr = colors.online | (colors.selected if selected else 0)
