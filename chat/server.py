@@ -34,6 +34,7 @@ from .store import Store, StoreCorrupt
 
 log = logging.getLogger("chat.server")
 
+_ACK_STALL_SECONDS = 60   # a commit this late means the disk is gone: give up on the peer
 _MIN_RECV = 4 * 1024
 _MAX_RECV = 256 * 1024
 
@@ -420,7 +421,11 @@ class ChatHandler(socketserver.BaseRequestHandler):
                 request = p.parse_request(obj)
                 if request.op != "send" and (self._batch_msgs or self.undelivered):
                     self._flush_replies()
-                    self._drained.wait()
+                    if not self._drained.wait(_ACK_STALL_SECONDS):
+                        log.error("closing %s: acknowledgements stalled for %d s",
+                                  self.peer, _ACK_STALL_SECONDS)
+                        self.outbox.close()
+                        return
                 self._batch.append(self.OPS[request.op](self, request))
             except p.ChatError as exc:
                 self._batch.append(p.error_reply(req_id, exc.code, exc.message))
