@@ -66,7 +66,8 @@ class ChatClient:
         self._send_lock = threading.Lock()     # one writer at a time
         self._pending: Dict[int, _Pending] = {}
         self._sock: Optional[socket.socket] = None
-        self._connected = threading.Event()
+        self._connected = threading.Event()   # a socket is up
+        self._ready = threading.Event()       # ... and, after a reconnect, logged in again
         self._closed = False
         self._reader: Optional[threading.Thread] = None
         self._seen: set = set()
@@ -75,8 +76,9 @@ class ChatClient:
 
     def connect(self) -> Dict[str, Any]:
         """Open the connection and return the server's hello."""
-        sock, hello = self._open()
-        self._start(sock)
+        sock, hello, rest = self._open()
+        self._start(sock, rest)
+        self._ready.set()
         return hello
 
     @classmethod
@@ -104,16 +106,21 @@ class ChatClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
-            hello = self._read_hello(sock)
+            hello, rest = self._read_hello(sock)
+        except p.ChatError as exc:
+            sock.close()
+            raise ConnectionError(f"{self.host}:{self.port} refused the connection: "
+                                  f"{exc.message}") from None
         except (OSError, ValueError, ssl.SSLError) as exc:
             sock.close()
             raise ConnectionError(f"{self.host}:{self.port} did not greet as a chat "
                                   f"server: {exc}") from None
         sock.settimeout(None)
-        return sock, hello
+        return sock, hello, rest
 
     @staticmethod
-    def _read_hello(sock: socket.socket) -> Dict[str, Any]:
+    def _read_hello(sock: socket.socket):
+        """The hello, and any bytes that came after it; ChatError if refused instead."""
         data = b""
         while b"\n" not in data:
             chunk = sock.recv(4096)
@@ -124,18 +131,19 @@ class ChatClient:
                 raise ValueError("no hello line")
         line, rest = data.split(b"\n", 1)
         hello = p.decode_json_line(line)
+        if isinstance(hello, dict) and hello.get("ok") is False:
+            error = hello.get("error") or {}
+            raise p.ChatError(str(error.get("code")), str(error.get("message")))
         if (not isinstance(hello, dict) or hello.get("event") != "hello"
                 or hello.get("protocol") != p.PROTOCOL_VERSION):
             raise ValueError(f"unexpected greeting {line[:80]!r}")
-        if rest:
-            raise ValueError("the server spoke before being asked")
-        return hello
+        return hello, rest
 
-    def _start(self, sock: socket.socket) -> None:
+    def _start(self, sock: socket.socket, rest: bytes = b"") -> None:
         with self._lock:
             self._sock = sock
         self._connected.set()
-        self._reader = threading.Thread(target=self._read_loop, args=(sock,),
+        self._reader = threading.Thread(target=self._read_loop, args=(sock, rest),
                                         name="chat-client-reader", daemon=True)
         self._reader.start()
         self._emit_state("connected")
@@ -146,6 +154,7 @@ class ChatClient:
         with self._lock:
             sock, self._sock = self._sock, None
         self._connected.clear()
+        self._ready.set()  # wake waiting requests: they see the client is closed
         if sock is not None:
             _shutdown(sock)
         if self._reader is not None and self._reader is not threading.current_thread():
@@ -165,9 +174,18 @@ class ChatClient:
     # ------------------------------------------------------------ requests
 
     def request(self, op: str, **fields: Any) -> Dict[str, Any]:
-        """Send one request and wait for its reply; ChatError when ``ok`` is false."""
+        """Send one request and wait for its reply; ChatError when ``ok`` is false.
+
+        While a reconnect is under way this waits for it (up to ``timeout``),
+        so requests never reach a new connection before it is logged in again.
+        """
         if self._closed:
             raise ConnectionError("the client is closed")
+        if not self._ready.wait(self.timeout) or self._closed:
+            raise ConnectionError(f"not connected to {self.host}:{self.port}")
+        return self._request(op, fields)
+
+    def _request(self, op: str, fields: Dict[str, Any]) -> Dict[str, Any]:
         if not self._connected.wait(self.timeout):
             raise ConnectionError(f"not connected to {self.host}:{self.port}")
         req_id = next(self._ids)
@@ -242,10 +260,12 @@ class ChatClient:
 
     # ------------------------------------------------------------ reading
 
-    def _read_loop(self, sock: socket.socket) -> None:
+    def _read_loop(self, sock: socket.socket, data: bytes) -> None:
         decoder = p.FrameDecoder(MAX_INCOMING_FRAME)
         error = "the server closed the connection"
         try:
+            for line in decoder.feed(data):
+                self._dispatch(line)
             while True:
                 data = sock.recv(65536)
                 if not data:
@@ -265,6 +285,7 @@ class ChatClient:
         if not mine or self._closed:
             return
         self._connected.clear()
+        self._ready.clear()
         self._fail_pending(error)
         if self.reconnect and self._password is not None:
             self._emit_state("reconnecting", error)
@@ -326,19 +347,28 @@ class ChatClient:
         delay = 0.2
         while not self._closed:
             try:
-                sock, _ = self._open()
+                sock, _, rest = self._open()
             except ConnectionError as exc:
                 log.info("reconnect failed: %s; next try in %.1f s", exc, delay)
                 if self._sleep(delay):
                     return
                 delay = min(delay * 2, 5.0)
                 continue
-            self._start(sock)
+            if self._closed:
+                _shutdown(sock)
+                return
+            self._start(sock, rest)
             try:
                 self._resume()
+                self._ready.set()
                 return
             except (ConnectionError, TimeoutError, p.ChatError) as exc:
                 log.info("could not resume the session: %s", exc)
+                with self._lock:   # drop this socket quietly: this loop tries again
+                    failed, self._sock = self._sock, None
+                self._connected.clear()
+                if failed is not None:
+                    _shutdown(failed)
                 if isinstance(exc, p.ChatError) and exc.code == p.AUTH_FAILED:
                     self._emit_state("disconnected", f"log-in refused: {exc.message}")
                     return
@@ -355,10 +385,11 @@ class ChatClient:
     def _resume(self) -> None:
         """Log in again and deliver what was sent while we were away."""
         assert self.username is not None and self._password is not None
-        self.request("login", username=self.username, password=self._password)
+        self._request("login", {"username": self.username, "password": self._password})
         after = self.last_message_id
         while True:
-            page = self.request("history", after=after, limit=p.MAX_HISTORY_LIMIT)["messages"]
+            page = self._request("history", {"after": after,
+                                             "limit": p.MAX_HISTORY_LIMIT})["messages"]
             if not page:
                 break
             for obj in page:
