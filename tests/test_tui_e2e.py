@@ -21,14 +21,15 @@ class Terminal:
     """A chat-client under a pty, its output fed to a pyte screen."""
 
     def __init__(self, port: int, *args: str, rows: int = 30, cols: int = 100,
-                 env_extra=None) -> None:
+                 env_extra=None, beep: bool = False) -> None:
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = bytearray()
         env = {**os.environ, "TERM": "screen", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                **(env_extra or {})}
+        flags = [] if beep else ["--no-beep"]
         self.child = pexpect.spawn(sys.executable, ["-m", "chat.client", "--port", str(port),
-                                                    "--no-beep", *args],
+                                                    *flags, *args],
                                    cwd=str(ROOT), env=env, dimensions=(rows, cols))
 
     def pump(self, wait: float = 0.05) -> None:
@@ -207,3 +208,27 @@ def test_server_unreachable_then_retry(tmp_path, terminals):
         term.wait_for("carol @ 127.0.0.1", "All my messages")
     finally:
         server.terminate()
+
+
+def test_a_message_from_someone_else_rings_the_bell_unless_turned_off(server, terminals):
+    alice = terminals(server.address[1], beep=True)
+    sign_up_on_screen(alice, "alice")
+    bob = RawConn(server.address)
+    bob.login("bob")
+    alice.line("/msg bob my own message does not ring")
+    alice.wait_for("Sent to bob.")
+    assert b"\x07" not in alice.raw
+    bob.ok("send", to="alice", text="ding")
+    alice.wait_for("ding")
+    deadline = time.monotonic() + 5
+    while b"\x07" not in alice.raw and time.monotonic() < deadline:
+        alice.pump()
+    assert b"\x07" in alice.raw
+    alice.line("/beep")
+    alice.wait_for("Beep off.")
+    rang = alice.raw.count(b"\x07")
+    bob.ok("send", to="alice", text="silent now")
+    alice.wait_for("silent now")
+    alice.pump(0.3)
+    assert alice.raw.count(b"\x07") == rang
+    bob.close()
