@@ -95,11 +95,20 @@ class ChatModel(RuleBasedStateMachine):
             assert reply["ok"]
             self.logged_in[c] = None
 
+    @rule(c=st.integers(0, 1), data=st.data())
+    def chat(self, c: int, data) -> None:
+        """A plain, valid message: most traces need some mail to be interesting."""
+        to = data.draw(st.sampled_from(sorted(self.accounts.values())))
+        self.send_checked(c, to, f"message {len(self.messages) + 1}", None)
+
     @rule(c=st.integers(0, 2), data=st.data(), text=TEXTS)
     def send(self, c: int, data, text: str) -> None:
         to = data.draw(st.sampled_from(sorted(self.accounts.values()) + ["ghost", "BEN"]))
         ids = [m["id"] for m in self.messages]
         reply_to = data.draw(st.one_of(st.none(), st.sampled_from(ids + [0, 99])))
+        self.send_checked(c, to, text, reply_to)
+
+    def send_checked(self, c: int, to: str, text: str, reply_to: Optional[int]) -> None:
         reply = self.conns[c].request("send", to=to, text=text, reply_to=reply_to)
         me = self.logged_in[c]
         if me is None:
@@ -126,6 +135,22 @@ class ChatModel(RuleBasedStateMachine):
     def read_as_a_logged_in_one(self, c: int, data) -> None:
         """Reads are what move unread counts: give them more of the steps."""
         self.read(c, data)
+
+    @precondition(lambda self: any(self.markers.values()))
+    @rule(data=st.data())
+    def read_backwards(self, data) -> None:
+        """Try to move a marker back: the server must keep it where it is."""
+        for c, me in enumerate(self.logged_in):
+            if me is None:
+                continue
+            marked = [peer for (reader, peer), upto in self.markers.items()
+                      if reader == p.user_key(me) and upto > 0]
+            if marked:
+                peer = data.draw(st.sampled_from(sorted(marked)))
+                lower = data.draw(st.integers(0, self.markers[(p.user_key(me), peer)] - 1))
+                reply = self.conns[c].request("read", upto=lower, **{"with": peer})
+                assert reply["ok"]
+                return
 
     @rule(c=st.integers(0, 2), data=st.data())
     def read(self, c: int, data) -> None:
