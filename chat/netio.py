@@ -175,10 +175,6 @@ class Outbox:
         self._queue = bytearray()
         self.closed = False
 
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
     def push(self, data: bytes) -> bool:
         """Queue ``data`` and send what can be sent now. False once closed."""
         overflow = 0

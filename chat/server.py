@@ -175,13 +175,6 @@ class ChatServer(socketserver.ThreadingTCPServer):
     def _logged_in_except(self, handler: "ChatHandler") -> List["ChatHandler"]:
         return [h for group in self._sessions.values() for h in group if h is not handler]
 
-    def sessions_of(self, *names: str) -> List["ChatHandler"]:
-        with self._lock:
-            found: List[ChatHandler] = []
-            for name in names:
-                found.extend(self._sessions.get(p.user_key(name), ()))
-            return found
-
     def online_keys(self) -> Set[str]:
         with self._lock:
             return set(self._sessions)
