@@ -271,6 +271,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
         if self._serving_thread is not None:
             self.shutdown()
         self.server_close()
+        self._flush_acknowledgements(timeout=3.0)
         with self._lock:
             handlers = list(self._handlers)
         for handler in handlers:
@@ -282,6 +283,20 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self.flusher.stop()
         self.store.close()
         log.info("stopped; database closed cleanly")
+
+    def _flush_acknowledgements(self, timeout: float) -> None:
+        """Commit what is appended and let its replies out before connections close,
+        so a message stored at shutdown is also acknowledged."""
+        try:
+            self.store.wait_durable(self.store.last_id)
+        except (p.ChatError, ValueError):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._delivery_lock:
+                if not self._deliveries and not self._delivering:
+                    return
+            time.sleep(0.01)
 
     def serve_in_thread(self) -> threading.Thread:
         """Start serving in a background thread (what tests and the benchmark use)."""
