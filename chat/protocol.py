@@ -141,11 +141,15 @@ class Request:
 
 
 def _is_id(value: Any) -> bool:
+    """An id the server can echo: a string that is valid Unicode (a lone surrogate
+    would be echoed as an escape strict JSON parsers reject), an int, or a finite float."""
     if isinstance(value, bool):
         return False
     if isinstance(value, float):
         return math.isfinite(value)
-    return isinstance(value, (str, int))
+    if isinstance(value, str):
+        return not _has_surrogate(value)
+    return isinstance(value, int)
 
 
 def request_id_of(obj: Any) -> Optional[RequestId]:
@@ -188,7 +192,7 @@ def parse_request(obj: Any) -> Request:
     if not isinstance(obj, dict):
         raise ChatError(BAD_REQUEST, "a request must be a JSON object")
     if "id" in obj and not _is_id(obj["id"]):
-        raise ChatError(BAD_REQUEST, "id must be a string or a number")
+        raise ChatError(BAD_REQUEST, "id must be a number or a string of valid Unicode")
     op = obj.get("op")
     if not isinstance(op, str):
         raise ChatError(BAD_REQUEST, 'a request needs "op", a string')
@@ -213,11 +217,28 @@ def parse_request(obj: Any) -> Request:
 
 
 def validate_username(name: str) -> None:
+    """The rule for new names; stored v1 names that break the letter rule still load."""
     if not USERNAME_RE.match(name):
         raise ChatError(
             INVALID_USERNAME,
             f"a username is 1 to {MAX_USERNAME_CHARS} characters from A-Z a-z 0-9 _ . -",
         )
+    if not _HAS_LETTER_OR_DIGIT.search(name):
+        raise ChatError(INVALID_USERNAME, "a username needs at least one letter or digit")
+
+
+_HAS_LETTER_OR_DIGIT = re.compile(r"[A-Za-z0-9]")
+#: Look-alikes folded by ``name_skeleton``: digits and letters a reader confuses.
+_SKELETON_CHARS = str.maketrans({"1": "l", "i": "l", "|": "l", "0": "o"})
+
+
+def name_skeleton(name: str) -> str:
+    """What a name looks like, for refusing look-alikes of existing accounts.
+
+    Case-folded, with ``l``/``I``/``1``, ``O``/``0`` and ``rn``/``m`` folded
+    together: ``VlCTlM``, ``vict1m`` and ``VICTIM`` share one skeleton.
+    """
+    return name.lower().replace("rn", "m").translate(_SKELETON_CHARS)
 
 
 def validate_password(password: str) -> None:

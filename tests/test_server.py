@@ -230,6 +230,21 @@ def test_bad_requests(connect, frame, echoed):
     c.ok("ping")
 
 
+def test_an_id_with_a_lone_surrogate_is_refused_and_never_echoed(connect):
+    c = connect()
+    c.send_bytes(b'{"op": "ping", "id": "a\\ud800b"}\n')
+    raw = c.sock.recv(4096)
+    assert b"ud800" not in raw.lower()
+    reply = json.loads(raw)
+    assert reply["ok"] is False and reply["error"]["code"] == p.BAD_REQUEST and "id" not in reply
+    c.ok("ping")
+
+
+@pytest.mark.parametrize("name", [".", "..", "-", "_", "-._"])
+def test_a_name_of_punctuation_only_is_refused(connect, name):
+    connect().error("signup", p.INVALID_USERNAME, username=name, password="password1")
+
+
 def test_unknown_op_and_ping_without_id(connect):
     c = connect()
     c.send_obj({"id": "x1", "op": "shout"})
