@@ -8,7 +8,9 @@ itself stays unchanged.
 
 ``FileLayer`` declares the primitives. ``replace_atomic`` is built from them
 here, once, so a test layer that fakes the primitives also exercises the
-order in which the real replacement happens.
+order in which the real replacement happens. ``read_chunks`` is built on
+``open_read`` the same way: the store reads its journals in bounded pieces
+and its message bodies by position, never a whole journal at once.
 """
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ import errno
 import os
 import secrets
 import sys
+import threading
 import time
-from typing import Callable, List, Protocol, Tuple
+from typing import Callable, Iterator, List, Optional, Protocol, Tuple
+
+from .dblock import DatabaseLock
 
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _DIRECTORY = getattr(os, "O_DIRECTORY", None)  # absent on Windows: no directory fsync
@@ -29,6 +34,8 @@ _UNSUPPORTED = {errno.EINVAL, getattr(errno, "ENOTSUP", errno.EINVAL),
 #: How long to retry ``os.replace`` on Windows, where a reader (a virus scanner,
 #: an editor) holding the target open makes it fail with PermissionError.
 REPLACE_RETRY_SECONDS = 1.0
+#: How much of a journal ``read_chunks`` holds at once.
+CHUNK_BYTES = 1 << 20
 
 
 class FileHandle(Protocol):
@@ -39,6 +46,26 @@ class FileHandle(Protocol):
     def sync(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class FileReader(Protocol):
+    """An open file, read by position; several threads may read at once."""
+
+    def size(self) -> int:
+        """The file's current size in bytes."""
+        ...
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (fewer only at the end of the file)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FolderLock(Protocol):
+    """A held lock on a database folder (see ``chat.dblock``)."""
+
+    def release(self) -> None: ...
 
 
 class FileLayer:
@@ -52,6 +79,14 @@ class FileLayer:
         """Create ``directory`` and its parents unless they exist."""
         raise NotImplementedError
 
+    def lock(self, directory: str) -> FolderLock:
+        """Take the exclusive lock on ``directory`` (which exists) until ``release``.
+
+        Raises ``chat.dblock.DatabaseLocked`` when another owner holds it. A
+        layer that fakes the disk may return a lock that does nothing.
+        """
+        raise NotImplementedError
+
     def list_dir(self, directory: str) -> List[str]:
         """The names of the entries in ``directory``."""
         raise NotImplementedError
@@ -62,6 +97,10 @@ class FileLayer:
 
     def open_append(self, path: str) -> FileHandle:
         """Open ``path`` for appending, creating it (empty) if missing."""
+        raise NotImplementedError
+
+    def open_read(self, path: str) -> FileReader:
+        """Open ``path`` for positioned reads; FileNotFoundError if there is none."""
         raise NotImplementedError
 
     def create_temp(self, directory: str, prefix: str) -> Tuple[str, FileHandle]:
@@ -108,6 +147,34 @@ class FileLayer:
             raise
         self.fsync_dir(directory)
 
+    def read_chunks(self, reader: FileReader, chunk: int = CHUNK_BYTES
+                    ) -> Iterator[Tuple[bytes, int]]:
+        """The file as (buffer, offset of its first byte), in order, a chunk at a time.
+
+        Every buffer but the last ends with a newline, so no line is split
+        across two (a line longer than ``chunk`` makes a longer buffer); the
+        last holds whatever follows the last newline, if anything does.
+        """
+        offset, carry = 0, b""
+        while True:
+            data = reader.read_at(offset + len(carry), chunk)
+            if not data:
+                break
+            buf = carry + data if carry else data
+            cut = buf.rfind(b"\n") + 1
+            if cut == len(buf):
+                carry = b""
+                yield buf, offset
+            elif cut:
+                carry = buf[cut:]
+                yield buf[:cut], offset
+            else:
+                carry = buf
+                continue
+            offset += cut
+        if carry:
+            yield carry, offset
+
     def _discard(self, path: str) -> None:
         try:
             self.remove(path)
@@ -137,6 +204,41 @@ class OsFile:
             os.close(fd)
 
 
+class OsReader:
+    """A read-only descriptor read with ``pread`` (seek and read under a lock on Windows)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._seek_lock: Optional[threading.Lock] = (
+            None if hasattr(os, "pread") else threading.Lock())
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        parts = []
+        while size > 0:
+            part = self._pread(offset, size)
+            if not part:
+                break
+            parts.append(part)
+            offset += len(part)
+            size -= len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _pread(self, offset: int, size: int) -> bytes:
+        if self._seek_lock is None:
+            return os.pread(self._fd, size, offset)
+        with self._seek_lock:  # pragma: no cover - Windows
+            os.lseek(self._fd, offset, os.SEEK_SET)
+            return os.read(self._fd, size)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 class OsFileLayer(FileLayer):
     """The real file layer (POSIX and Windows)."""
 
@@ -145,6 +247,9 @@ class OsFileLayer(FileLayer):
 
     def makedirs(self, directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
+
+    def lock(self, directory: str) -> DatabaseLock:
+        return DatabaseLock(directory)
 
     def list_dir(self, directory: str) -> List[str]:
         return os.listdir(directory)
@@ -156,6 +261,9 @@ class OsFileLayer(FileLayer):
     def open_append(self, path: str) -> OsFile:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _BINARY, self.mode)
         return OsFile(fd)
+
+    def open_read(self, path: str) -> OsReader:
+        return OsReader(os.open(path, os.O_RDONLY | _BINARY))
 
     def create_temp(self, directory: str, prefix: str) -> Tuple[str, OsFile]:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY

@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat import protocol as p
+from chat.dblock import DatabaseLocked
 from chat.fileio import OsFile, OsFileLayer
-from chat.store import Store, User
+from chat.store import Store, StoreCorrupt, User
 
 
 class Clock:
@@ -100,15 +101,19 @@ def test_set_password_hash(store):
     assert err.value.code == p.UNKNOWN_USER
 
 
-def test_users_json_is_keyed_by_lower_case_name(store, db):
+def test_the_snapshot_is_keyed_by_lower_case_name(store, db):
     with_users(store, "Alice", "bob")
     send(store, "bob", "Alice", "hi")
     store.mark_read("alice", "BOB", 1)
+    assert not (db / "users.json").exists()          # three changes, all in the journal
+    assert (db / "accounts.jsonl").read_bytes().count(b"\n") == 3
+    assert store.compact_accounts()
     doc = json.loads((db / "users.json").read_text())
-    assert doc["version"] == 1
+    assert doc["version"] == 2 and doc["seq"] == 3
     assert doc["users"]["alice"]["name"] == "Alice"
     assert doc["users"]["alice"]["hash"] == "hash-of-Alice"
     assert doc["read"] == {"alice": {"bob": 1}}
+    assert (db / "accounts.jsonl").read_bytes() == b""
 
 
 # ---------------------------------------------------------------- messages
@@ -229,8 +234,8 @@ def test_unread_counts_and_forward_only_markers(store):
     assert store.unread_counts("ALICE") == {"Bob": 1, "carol": 1}
     store.mark_read("alice", "bob", 1)            # backwards: ignored
     assert store.read_marker("alice", "bob") == 2
-    store.mark_read("alice", "carol", 10_000)     # capped at the newest message
-    assert store.read_marker("alice", "carol") == 5
+    store.mark_read("alice", "carol", 10_000)     # capped at carol's newest to alice
+    assert store.read_marker("alice", "carol") == 4
     assert store.unread_counts("alice") == {"Bob": 1}
     send(store, "carol", "alice", "new")
     assert store.unread_counts("alice") == {"Bob": 1, "carol": 1}
@@ -238,6 +243,117 @@ def test_unread_counts_and_forward_only_markers(store):
         store.mark_read("alice", "nobody", 1)
     assert err.value.code == p.UNKNOWN_USER
     assert store.unread_counts("nobody") == {}
+
+
+class CountingLayer(OsFileLayer):
+    """The real layer, counting every write: bytes written to any file, and renames."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def open_append(self, path: str) -> "CountingFile":  # type: ignore[override]
+        return CountingFile(super().open_append(path), self)
+
+    def create_temp(self, directory: str, prefix: str):  # type: ignore[override]
+        path, handle = super().create_temp(directory, prefix)
+        return path, CountingFile(handle, self)
+
+    def rename(self, src: str, dst: str) -> None:
+        self.writes += 1
+        super().rename(src, dst)
+
+
+class CountingFile:
+    def __init__(self, inner: OsFile, layer: CountingLayer) -> None:
+        self.inner, self.layer = inner, layer
+
+    def write(self, data: bytes) -> None:
+        self.layer.writes += 1
+        self.inner.write(data)
+
+    def sync(self) -> None:
+        self.inner.sync()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_marker_is_capped_at_the_peers_newest_message_to_the_reader(db):
+    files = CountingLayer()
+    with with_users(Store(db, files=files), "alice", "bob", "carol") as s:
+        from_bob = send(s, "bob", "alice", "1")
+        send(s, "alice", "bob", "2")
+        send(s, "carol", "alice", "3")
+        send(s, "bob", "carol", "4")
+        s.mark_read("alice", "bob", 10_000)
+        assert s.read_marker("alice", "bob") == from_bob       # not 2, 3 or 4
+        assert s.unread_counts("alice") == {"carol": 1}
+        s.mark_read("carol", "alice", 10_000)                  # alice never wrote to carol
+        assert s.read_marker("carol", "alice") == 0
+
+
+def test_a_marker_that_does_not_move_writes_nothing(db):
+    """`read` with any name must not make markers (and the files) grow with users squared."""
+    files = CountingLayer()
+    names = [f"user{i}" for i in range(20)]
+    with with_users(Store(db, files=files), *names) as s:
+        send(s, "user1", "user0", "hi")
+        s.mark_read("user0", "user1", 1)
+        writes = files.writes
+        for reader in names:
+            for peer in names:
+                s.mark_read(reader, peer, 1)             # only user0/user1 could move
+                s.mark_read(reader, peer, 0)
+        assert files.writes == writes
+        assert s.read_marker("user5", "user6") == 0 and s.read_marker("user0", "user1") == 1
+    with Store(db) as again:
+        assert again.read_marker("user0", "user1") == 1
+
+
+# ---------------------------------------------------------------- look-alike names
+
+@pytest.mark.parametrize("lookalike", ["VlCTlM", "vict1m", "VICTIM", "v1ct1m",
+                                        "victirn"])
+def test_a_name_too_like_an_existing_account_is_refused(store, lookalike):
+    store.add_user("victim", "h")
+    with pytest.raises(p.ChatError) as err:
+        store.add_user(lookalike, "h2")
+    assert err.value.code == p.USERNAME_TAKEN
+    if lookalike.lower() != "victim":
+        assert err.value.message == (f"the name '{lookalike}' is too like the existing "
+                                     "account 'victim'")
+    assert store.usernames() == ["victim"]
+    assert store.add_user("victor", "h3") == "victor"
+
+
+def test_look_alikes_already_stored_still_load(db):
+    db.mkdir()
+    users = {"victim": {"name": "victim", "hash": "h1", "created": 1.0},
+             "vlctlm": {"name": "VlCTlM", "hash": "h2", "created": 2.0}}
+    (db / "users.json").write_text(json.dumps({"version": 1, "users": users, "read": {}}))
+    with Store(db) as s:
+        assert s.usernames() == ["victim", "VlCTlM"]
+        assert s.get_user("vlctlm") == User("VlCTlM", "h2")
+        with pytest.raises(p.ChatError) as err:
+            s.add_user("VICTlM", "h3")
+        assert err.value.code == p.USERNAME_TAKEN
+
+
+# ---------------------------------------------------------------- storage per sender
+
+def test_sent_bytes_counts_the_json_each_user_authored_across_restarts(db):
+    with with_users(Store(db, clock=Clock()), "Alice", "bob") as s:
+        assert s.sent_bytes("alice") == 0
+        bodies = [s.append_message("alice", "bob", "x" * n)[1] for n in (1, 10, 100)]
+        s.wait_durable(s.last_id)
+        body = s.append_message("bob", "alice", "back")[1]
+        s.wait_durable(s.last_id)
+        assert s.sent_bytes("ALICE") == sum(len(b) for b in bodies)
+        assert s.sent_bytes("bob") == len(body)
+        assert s.sent_bytes("nobody") == 0
+    with Store(db) as again:
+        assert again.sent_bytes("alice") == sum(len(b) for b in bodies)
+        assert again.sent_bytes("bob") == len(body)
 
 
 # ---------------------------------------------------------------- restart
@@ -278,6 +394,93 @@ def test_close_commits_what_is_pending_and_is_idempotent(db):
 def test_wait_durable_for_an_id_never_handed_out(store):
     with pytest.raises(ValueError):
         store.wait_durable(1)
+
+
+# ---------------------------------------------------------------- a version 1 folder
+
+#: A folder as the store wrote it before the accounts journal: users.json version 1
+#: (rewritten whole on every change) and the message journal. Carol's marker for bob
+#: is one that store allowed (capped at the newest id of all, not bob's to her).
+V1_USERS = (
+    b'{"read":{"alice":{"bob":2},"bob":{"alice":4},"carol":{"bob":3}},"users":{"alice":'
+    b'{"created":1700000000.5,"hash":"$scrypt$n=16384,r=8,p=1$c2FsdA$aGFzaA","name":"Alice"},'
+    b'"bob":{"created":1700000001.5,"hash":"$scrypt$n=16384,r=8,p=1$c2FsdDI$aGFzaDI","name":'
+    b'"bob"},"carol":{"created":1700000002.5,"hash":"h-c","name":"Carol"}},"version":1}\n')
+V1_JOURNAL = (
+    b'{"m":{"id":1,"from":"Alice","to":"bob","text":"hi bob","ts":1700000003.5,'
+    b'"reply_to":null},"c":207435947}\n'
+    b'{"m":{"id":2,"from":"bob","to":"Alice","text":"hi \\"Alice\\" \\u00e9","ts":1700000004.5,'
+    b'"reply_to":null},"c":1052967601}\n'
+    b'{"m":{"id":3,"from":"Carol","to":"Alice","text":"yo","ts":1700000005.5,'
+    b'"reply_to":null},"c":3040008166}\n'
+    b'{"m":{"id":4,"from":"Alice","to":"bob","text":"second","ts":1700000006.5,'
+    b'"reply_to":null},"c":1137175088}\n')
+
+
+def check_v1_content(s: Store) -> None:
+    assert s.usernames() == ["Alice", "bob", "Carol"]
+    assert s.get_user("ALICE") == User("Alice", "$scrypt$n=16384,r=8,p=1$c2FsdA$aGFzaA")
+    assert ids(s.history("alice")) == [1, 2, 3, 4]
+    assert s.get_message(2).text == 'hi "Alice" \u00e9'
+    assert s.read_marker("alice", "bob") == 2 and s.read_marker("carol", "bob") == 3
+    assert s.unread_counts("bob") == {}
+
+
+def test_a_version_1_folder_opens_unchanged_and_keeps_working(db):
+    db.mkdir()
+    (db / "users.json").write_bytes(V1_USERS)
+    (db / "messages.jsonl").write_bytes(V1_JOURNAL)
+    with Store(db, clock=Clock()) as s:
+        check_v1_content(s)
+        assert s.unread_counts("alice") == {"Carol": 1}
+        s.add_user("dave", "h-d")
+        s.set_password_hash("bob", "h-b2")
+        s.mark_read("alice", "carol", 10)
+        assert send(s, "dave", "alice", "new") == 5
+    assert (db / "users.json").read_bytes() == V1_USERS      # the changes are in the journal
+    assert (db / "messages.jsonl").read_bytes().startswith(V1_JOURNAL)
+    for _ in range(2):
+        with Store(db) as s:
+            assert s.usernames() == ["Alice", "bob", "Carol", "dave"]
+            assert ids(s.history("alice")) == [1, 2, 3, 4, 5]
+            assert s.get_user("bob").password_hash == "h-b2"
+            assert s.read_marker("alice", "carol") == 3
+            assert s.unread_counts("alice") == {"dave": 1}
+            assert s.read_marker("carol", "bob") == 3
+            assert s.compact_accounts()
+        doc = json.loads((db / "users.json").read_bytes())
+        assert doc["version"] == 2 and doc["seq"] == 3
+
+
+# ---------------------------------------------------------------- one owner per folder
+
+def test_a_second_store_on_an_open_folder_is_refused_and_repairs_nothing(db):
+    """The second opener must not take the first one's write in progress for a torn
+    tail and cut it away: it is refused before it reads or changes any file."""
+    first = with_users(Store(db), "alice", "bob")
+    send(first, "alice", "bob", "stored")
+    half = b'{"m":{"id":2,"from":"alice","to":"bob","te'      # a write in progress
+    with open(db / "messages.jsonl", "ab") as journal:
+        journal.write(half)
+    before = {path.name: path.read_bytes() for path in db.iterdir()}
+    with pytest.raises(DatabaseLocked) as err:
+        Store(db)
+    assert str(db) in str(err.value) and f"process {os.getpid()}" in str(err.value)
+    assert {path.name: path.read_bytes() for path in db.iterdir()} == before
+    first.close()
+    with Store(db) as again:                                 # the owner is gone: it opens
+        assert again.last_id == 1
+    assert (db / "messages.jsonl").read_bytes() == before["messages.jsonl"][:-len(half)]
+
+
+def test_a_failed_open_gives_the_folder_back(db):
+    db.mkdir()
+    (db / "users.json").write_bytes(b"not json")
+    with pytest.raises(StoreCorrupt):
+        Store(db)
+    (db / "users.json").unlink()
+    with Store(db) as s:                                     # not locked by the failed one
+        with_users(s, "alice")
 
 
 # ---------------------------------------------------------------- concurrency
@@ -336,13 +539,16 @@ class GatedFile:
 
 
 class GatedLayer(OsFileLayer):
-    """The real layer, but the journal's fsync is held until ``gate`` is set."""
+    """The real layer, but the message journal's fsync is held until ``gate`` is set."""
 
     def __init__(self) -> None:
         self.gate, self.entered = threading.Event(), threading.Event()
 
-    def open_append(self, path: str) -> GatedFile:  # type: ignore[override]
-        return GatedFile(super().open_append(path), self.gate, self.entered)
+    def open_append(self, path: str):  # type: ignore[override]
+        inner = super().open_append(path)
+        if not path.endswith("messages.jsonl"):
+            return inner
+        return GatedFile(inner, self.gate, self.entered)
 
 
 def test_only_durable_messages_are_shown_and_waiters_share_one_fsync(db):
@@ -367,13 +573,16 @@ def test_only_durable_messages_are_shown_and_waiters_share_one_fsync(db):
 
 
 class RecordingLayer(OsFileLayer):
-    """The real layer, noting which thread does each write or sync of the journal."""
+    """The real layer, noting which thread does each write or sync of the message journal."""
 
     def __init__(self) -> None:
         self.threads: List[str] = []
 
-    def open_append(self, path: str) -> "RecordingFile":  # type: ignore[override]
-        return RecordingFile(super().open_append(path), self.threads)
+    def open_append(self, path: str):  # type: ignore[override]
+        inner = super().open_append(path)
+        if not path.endswith("messages.jsonl"):
+            return inner
+        return RecordingFile(inner, self.threads)
 
 
 class RecordingFile:
@@ -409,13 +618,17 @@ def test_path_objects_and_strings_both_work(tmp_path):
     for folder in (tmp_path / "a", str(tmp_path / "b")):
         with Store(folder) as s:
             with_users(s, "alice")
-        assert os.path.isfile(os.path.join(folder, "users.json"))
+        assert os.path.isfile(os.path.join(folder, "accounts.jsonl"))
         assert os.path.isfile(os.path.join(folder, "messages.jsonl"))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
 def test_the_files_are_private(db):
     with Store(db) as s:
-        with_users(s, "alice")   # users.json holds password hashes
-    for name in ("messages.jsonl", "users.json"):
+        with_users(s, "alice")   # the accounts journal and users.json hold password hashes
+        s.compact_accounts()
+        with_users(s, "bob")
+    names = sorted(path.name for path in db.iterdir())
+    assert names == ["LOCK", "accounts.jsonl", "messages.jsonl", "users.json"]
+    for name in names:
         assert (db / name).stat().st_mode & 0o077 == 0

@@ -1,11 +1,16 @@
 """Every durability promise of the store, tested with injected faults.
 
-- a journal cut short inside its last record (a torn write) is repaired;
-- damage with good records after it is refused, the file left untouched;
-- users.json is replaced atomically whichever step of the replacement fails;
+- a journal (messages or accounts) cut short inside its last record (a torn
+  write) is repaired;
+- damage with good records after it is refused, the files untouched;
+- a compaction of the accounts journal into users.json loses nothing
+  whichever step of it fails;
+- a failed account change changes nothing and is not acknowledged;
 - a power cut loses nothing that was acknowledged (a simulated disk that
-  forgets whatever was not fsynced);
-- a failing disk makes senders fail instead of acknowledging.
+  forgets whatever was not fsynced), at random moments and at every step of
+  account changes and compactions;
+- a failing or full disk makes senders fail instead of acknowledging, loses
+  only that batch, and the store recovers by itself.
 
 The fault layers are subclasses of the file layer, the seam the store does
 all its I/O through; everything else is the real store on real files.
@@ -19,13 +24,15 @@ import os
 import random
 import threading
 import time
+import zlib
 from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
 from chat import protocol as p
+from chat.dblock import LOCK_FILE
 from chat.fileio import FileLayer, OsFile, OsFileLayer
-from chat.store import JOURNAL_FILE, USERS_FILE, Store, StoreCorrupt
+from chat.store import ACCOUNTS_FILE, JOURNAL_FILE, USERS_FILE, Store, StoreCorrupt
 
 N_MESSAGES = 6
 
@@ -35,7 +42,10 @@ def disk_error() -> OSError:
 
 
 def build_db(folder) -> Tuple[bytes, bytes, List[str]]:
-    """A small database: (journal bytes, users.json bytes, message JSON by id - 1)."""
+    """A small database: (journal bytes, users.json bytes, message JSON by id - 1).
+
+    Its accounts are all in the snapshot (users.json): the accounts journal is empty.
+    """
     with Store(folder) as s:
         s.add_user("Alice", "h-a")
         s.add_user("bob", "h-b")
@@ -45,6 +55,8 @@ def build_db(folder) -> Tuple[bytes, bytes, List[str]]:
             s.wait_durable(msg_id)
         s.mark_read("alice", "bob", 3)
         bodies = s.history("alice", limit=1000)
+        assert s.compact_accounts()
+    assert (folder / ACCOUNTS_FILE).read_bytes() == b""
     return ((folder / JOURNAL_FILE).read_bytes(), (folder / USERS_FILE).read_bytes(), bodies)
 
 
@@ -53,10 +65,12 @@ def original(tmp_path):
     return build_db(tmp_path / "original")
 
 
-def write_db(folder, journal: bytes, users: bytes) -> None:
+def write_db(folder, journal: bytes, users: bytes, accounts: Optional[bytes] = None) -> None:
     folder.mkdir()
     (folder / JOURNAL_FILE).write_bytes(journal)
     (folder / USERS_FILE).write_bytes(users)
+    if accounts is not None:
+        (folder / ACCOUNTS_FILE).write_bytes(accounts)
 
 
 def line_starts(journal: bytes) -> List[int]:
@@ -154,12 +168,14 @@ def test_a_record_out_of_sequence_is_refused(tmp_path, original):
     b'{"version": 1, "users": {"alice": {"name": "Alice", "ha',
     b"\xff\xfe not utf-8",
     b"[]",
+    b'{"version": 3, "seq": 0, "users": {}, "read": {}}',
     b'{"version": 2, "users": {}, "read": {}}',
+    b'{"version": 2, "seq": -1, "users": {}, "read": {}}',
     b'{"version": 1, "users": {"alice": {"name": "Bob", "hash": "h"}}, "read": {}}',
     b'{"version": 1, "users": {}, "read": {"alice": {"bob": "3"}}}',
     b"",
-], ids=["truncated", "not-utf8", "not-an-object", "version", "key-mismatch", "marker",
-        "empty"])
+], ids=["truncated", "not-utf8", "not-an-object", "version", "no-seq", "negative-seq",
+        "key-mismatch", "marker", "empty"])
 def test_a_bad_users_file_is_refused_never_overwritten(tmp_path, original, users):
     journal = original[0]
     folder = tmp_path / "db"
@@ -194,66 +210,219 @@ class FaultyFile:
 
 
 class FaultyReplace(OsFileLayer):
-    """The real layer, failing at one step of replacing users.json once armed."""
+    """The real layer, failing at one step of replacing ``target`` once armed."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: str) -> None:
+        self.target = target
         self.step: Optional[str] = None
+        self.renamed = ""
 
     def create_temp(self, directory: str, prefix: str):
         path, handle = super().create_temp(directory, prefix)
-        return path, FaultyFile(handle, lambda op: self.step == f"after temp {op}")
+        armed = prefix.startswith(self.target)
+        return path, FaultyFile(handle, lambda op: armed and self.step == f"after temp {op}")
 
     def rename(self, src: str, dst: str) -> None:
-        if self.step == "before replace":
+        armed = dst.endswith(self.target)
+        if armed and self.step == "before replace":
             raise disk_error()
         super().rename(src, dst)
-        if self.step == "after replace":
+        self.renamed = dst
+        if armed and self.step == "after replace":
             raise disk_error()
 
     def fsync_dir(self, directory: str) -> None:
-        if self.step == "before dir fsync":
+        if self.renamed.endswith(self.target) and self.step == "before dir fsync":
             raise disk_error()
         super().fsync_dir(directory)
 
 
 REPLACE_STEPS = {"after temp write": False, "after temp fsync": False, "before replace": False,
-                 "after replace": True, "before dir fsync": True}  # step -> new doc in place
+                 "after replace": True, "before dir fsync": True}  # step -> new file in place
 
 
+@pytest.mark.parametrize("target", [USERS_FILE, ACCOUNTS_FILE])
 @pytest.mark.parametrize("step", list(REPLACE_STEPS))
-def test_users_json_is_old_or_new_whichever_step_fails(tmp_path, original, step, caplog):
+def test_a_compaction_failing_at_any_step_loses_nothing(tmp_path, original, step, target):
+    """Whichever step of replacing the snapshot or the journal fails, the store goes on,
+    the next changes are stored, and the folder holds every change after a restart."""
     journal, users, _ = original
     folder = tmp_path / "db"
     write_db(folder, journal, users)
-    files = FaultyReplace()
+    files = FaultyReplace(target)
     s = Store(folder, files=files)
+    s.add_user("carol", "h-c")
+    s.set_password_hash("bob", "h-b2")
     files.step = step
-    with pytest.raises(p.ChatError) as err:
-        s.add_user("carol", "h-c")
-    assert err.value.code == p.SERVER_ERROR
-    assert s.get_user("carol") is None            # not durable, so not visible
+    s.compact_accounts()
+    files.step = None
+    s.add_user("dave", "h-d")                     # the journal still takes changes
+    msg_id, _ = s.append_message("carol", "alice", "hi")
+    s.wait_durable(msg_id)
+    s.mark_read("alice", "carol", msg_id)
     s.close()
-    assert "h-c" not in caplog.text
     with Store(folder) as again:
-        want = ["Alice", "bob", "carol"] if REPLACE_STEPS[step] else ["Alice", "bob"]
-        assert again.usernames() == want
+        assert again.usernames() == ["Alice", "bob", "carol", "dave"]
+        assert again.get_user("bob").password_hash == "h-b2"
         assert again.read_marker("alice", "bob") == 3
-    assert sorted(os.listdir(folder)) == [JOURNAL_FILE, USERS_FILE]   # no temp file left
+        assert again.read_marker("alice", "carol") == msg_id
+    assert sorted(os.listdir(folder)) == [LOCK_FILE, ACCOUNTS_FILE, JOURNAL_FILE, USERS_FILE]
+    snapshot = json.loads((folder / USERS_FILE).read_bytes())
+    # the original snapshot holds changes 1-3 (two sign-ups, a marker); carol's and bob's
+    # are 4 and 5
+    assert snapshot["seq"] == (5 if target == ACCOUNTS_FILE or REPLACE_STEPS[step] else 3)
 
 
-def test_a_marker_whose_write_failed_is_made_durable_by_the_next_call(tmp_path, original):
+class FailingAccounts(OsFileLayer):
+    """The real layer, whose accounts journal fails at ``op`` (write or fsync) once set."""
+
+    def __init__(self) -> None:
+        self.op: Optional[str] = None
+
+    def open_append(self, path: str):  # type: ignore[override]
+        inner = super().open_append(path)
+        if not path.endswith(ACCOUNTS_FILE):
+            return inner
+        return FaultyFile(inner, lambda op: op == self.op)
+
+
+@pytest.mark.parametrize("op", ["write", "fsync"])
+def test_a_failed_account_change_changes_nothing(tmp_path, original, op, caplog):
     journal, users, _ = original
     folder = tmp_path / "db"
     write_db(folder, journal, users)
-    files = FaultyReplace()
-    with Store(folder, files=files) as s:
-        files.step = "before replace"
-        with pytest.raises(p.ChatError):
-            s.mark_read("bob", "alice", 4)
-        files.step = None
-        s.mark_read("bob", "alice", 2)            # lower, yet it must not return before 4 is safe
+    files = FailingAccounts()
+    s = Store(folder, files=files)
+    size = os.path.getsize(folder / ACCOUNTS_FILE)
+    files.op = op
+    for change in (lambda: s.add_user("carol", "h-c"),
+                   lambda: s.set_password_hash("bob", "h-new"),
+                   lambda: s.mark_read("bob", "alice", 4)):
+        with pytest.raises(p.ChatError) as err:
+            change()
+        assert err.value.code == p.SERVER_ERROR
+    assert s.get_user("carol") is None and s.usernames() == ["Alice", "bob"]
+    assert s.get_user("bob").password_hash == "h-b"
+    assert s.read_marker("bob", "alice") == 0
+    assert os.path.getsize(folder / ACCOUNTS_FILE) == size     # cut back
+    files.op = None
+    s.add_user("carol", "h-c")                    # the name was given back
+    s.mark_read("bob", "alice", 2)
+    s.close()
+    assert "h-c" not in caplog.text and "h-new" not in caplog.text
     with Store(folder) as again:
-        assert again.read_marker("bob", "alice") == 4
+        assert again.usernames() == ["Alice", "bob", "carol"]
+        assert again.get_user("bob").password_hash == "h-b"
+        assert again.read_marker("bob", "alice") == 2
+
+
+# ---------------------------------------------------------------- (c2) the accounts journal
+
+@pytest.fixture
+def with_changes(tmp_path, original) -> Tuple[bytes, bytes, bytes]:
+    """``original`` plus account changes in the accounts journal: (journal, users, accounts)."""
+    journal, users, _ = original
+    folder = tmp_path / "changes"
+    write_db(folder, journal, users)
+    with Store(folder) as s:
+        s.add_user("carol", "h-c")
+        s.mark_read("bob", "alice", 4)
+        s.set_password_hash("alice", "h-a2")
+        s.add_user("dave", "h-d")
+    return journal, users, (folder / ACCOUNTS_FILE).read_bytes()
+
+
+def test_an_accounts_journal_cut_in_its_last_change_loses_only_that_change(
+        tmp_path, with_changes, caplog):
+    journal, users, accounts = with_changes
+    assert accounts.count(b"\n") == 4
+    last = line_starts(accounts)[-1]
+    for cut in range(last + 1, len(accounts)):
+        folder = tmp_path / f"cut{cut}"
+        write_db(folder, journal, users, accounts[:cut])
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="chat.store"):
+            s = Store(folder)
+        with s:
+            warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert len(warnings) == 1, warnings
+            assert str(folder / ACCOUNTS_FILE) in warnings[0]
+            assert f"byte offset {last}" in warnings[0]
+            assert s.usernames() == ["Alice", "bob", "carol"]    # dave's sign-up was torn
+            assert s.get_user("alice").password_hash == "h-a2"
+            assert s.read_marker("bob", "alice") == 4
+            s.add_user("dave", "h-d2")
+        assert (folder / ACCOUNTS_FILE).read_bytes().startswith(accounts[:last])
+        with Store(folder) as again:
+            assert again.get_user("dave").password_hash == "h-d2"
+
+
+def test_a_flipped_byte_in_a_middle_change_is_refused_and_the_files_left_alone(
+        tmp_path, with_changes):
+    journal, users, accounts = with_changes
+    starts = line_starts(accounts)
+    line = 2
+    start, end = starts[line - 1], starts[line]
+    for offset in range(start, end):
+        damaged = bytearray(accounts)
+        damaged[offset] ^= 0x01
+        folder = tmp_path / f"flip{offset}"
+        write_db(folder, journal, users, bytes(damaged))
+        with pytest.raises(StoreCorrupt) as err:
+            Store(folder)
+        path = str(folder / ACCOUNTS_FILE)
+        assert (err.value.path, err.value.line, err.value.offset) == (path, line, start)
+        assert path in str(err.value) and f"line {line}" in str(err.value)
+        assert (folder / ACCOUNTS_FILE).read_bytes() == bytes(damaged)
+        assert (folder / USERS_FILE).read_bytes() == users
+        assert (folder / JOURNAL_FILE).read_bytes() == journal
+
+
+def change_line(change: dict) -> bytes:
+    body = json.dumps(change, separators=(",", ":")).encode()
+    return b'{"a":%s,"c":%d}\n' % (body, zlib.crc32(body))
+
+
+@pytest.mark.parametrize("extra, reason", [
+    ("repeat", "out of sequence"),
+    ({"seq": 9, "op": "signup", "name": "CAROL", "hash": "h", "created": 1.0}, "second sign-up"),
+    ({"seq": 9, "op": "hash", "user": "nobody", "hash": "h"}, "no account"),
+    ({"seq": 9, "op": "read", "user": "alice", "peer": "bob", "upto": "3"}, "not a number"),
+    ({"seq": 9, "op": "drop table"}, "unknown kind"),
+], ids=["out-of-sequence", "second-signup", "unknown-user", "bad-marker", "unknown-op"])
+def test_an_intact_change_that_does_not_fit_is_refused(tmp_path, with_changes, extra, reason):
+    journal, users, accounts = with_changes
+    starts = line_starts(accounts)
+    bad = accounts[starts[-1]:] if extra == "repeat" else change_line(extra)
+    damaged = accounts + bad
+    folder = tmp_path / "db"
+    write_db(folder, journal, users, damaged)
+    with pytest.raises(StoreCorrupt) as err:
+        Store(folder)
+    assert (err.value.line, err.value.offset) == (5, len(accounts))
+    assert reason in err.value.reason
+    assert (folder / ACCOUNTS_FILE).read_bytes() == damaged
+
+
+def test_changes_the_snapshot_already_holds_are_skipped(tmp_path, with_changes):
+    """A crash after the snapshot was replaced but before the journal was: both hold the
+    first changes, which must count once."""
+    journal, users, accounts = with_changes
+    folder = tmp_path / "db"
+    write_db(folder, journal, users, accounts)
+    with Store(folder) as s:
+        s.compact_accounts()
+    snapshot = (folder / USERS_FILE).read_bytes()
+    assert json.loads(snapshot)["seq"] == 7       # 1-3 in the original snapshot, 4-7 since
+    folder2 = tmp_path / "crashed"
+    write_db(folder2, journal, snapshot, accounts + change_line(
+        {"seq": 8, "op": "signup", "name": "erin", "hash": "h-e", "created": 1.0}))
+    with Store(folder2) as s:
+        assert s.usernames() == ["Alice", "bob", "carol", "dave", "erin"]
+        assert s.get_user("alice").password_hash == "h-a2"
+        s.add_user("frank", "h-f")
+    with Store(folder2) as s:
+        assert s.get_user("frank") is not None
 
 
 # ---------------------------------------------------------------- (d) power loss
@@ -268,17 +437,44 @@ class SimFile:
         self.disk, self.inode = disk, inode
 
     def write(self, data: bytes) -> None:
-        with self.disk.lock:
+        with self.disk.mutex:
             self.disk.step()
             self.disk.data[self.inode] += data
 
     def sync(self) -> None:
         time.sleep(self.disk.fsync_seconds)      # a real fsync takes a while: batches grow
-        with self.disk.lock:
+        with self.disk.mutex:
             self.disk.step()
             self.disk.synced[self.inode] = bytes(self.disk.data[self.inode])
 
     def close(self) -> None:
+        pass
+
+
+class SimReader:
+    """Reads see what was written, synced or not, as a real page cache shows it."""
+
+    def __init__(self, disk: "SimDisk", inode: int) -> None:
+        self.disk, self.inode = disk, inode
+
+    def size(self) -> int:
+        with self.disk.mutex:
+            self.disk.check_alive()
+            return len(self.disk.data[self.inode])
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        with self.disk.mutex:
+            self.disk.check_alive()
+            return bytes(self.disk.data[self.inode][offset:offset + size])
+
+    def close(self) -> None:
+        pass
+
+
+class NoLock:
+    """The simulated disk has one user at a time: its folder lock does nothing."""
+
+    def release(self) -> None:
         pass
 
 
@@ -296,7 +492,7 @@ class SimDisk(FileLayer):
     """
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.mutex = threading.RLock()
         self.data: Dict[int, bytearray] = {}
         self.synced: Dict[int, bytes] = {}
         self.names: Dict[str, int] = {}
@@ -312,6 +508,9 @@ class SimDisk(FileLayer):
         self.steps += 1
         if self.steps == self.cut_at:
             self.crash()
+        self.check_alive()
+
+    def check_alive(self) -> None:
         if self.dead:
             raise PowerCut()
 
@@ -327,51 +526,59 @@ class SimDisk(FileLayer):
         return self.names[path]
 
     def makedirs(self, directory: str) -> None:
-        with self.lock:
+        with self.mutex:
             self.step()
 
+    def lock(self, directory: str) -> "NoLock":
+        return NoLock()
+
     def list_dir(self, directory: str) -> List[str]:
-        with self.lock:
+        with self.mutex:
             self.step()
             return [os.path.basename(n) for n in self.names if os.path.dirname(n) == directory]
 
     def read_bytes(self, path: str) -> bytes:
-        with self.lock:
+        with self.mutex:
             self.step()
             return bytes(self.data[self._inode(path)])
 
     def open_append(self, path: str) -> SimFile:
-        with self.lock:
+        with self.mutex:
             self.step()
             return SimFile(self, self.names.get(path) or self._create(path))
 
+    def open_read(self, path: str) -> "SimReader":
+        with self.mutex:
+            self.step()
+            return SimReader(self, self._inode(path))
+
     def create_temp(self, directory: str, prefix: str) -> Tuple[str, SimFile]:
-        with self.lock:
+        with self.mutex:
             self.step()
             path = os.path.join(directory, f"{prefix}{self.inodes + 1}.tmp")
             return path, SimFile(self, self._create(path))
 
     def rename(self, src: str, dst: str) -> None:
-        with self.lock:
+        with self.mutex:
             self.step()
             self.names[dst] = self._inode(src)
             del self.names[src]
 
     def remove(self, path: str) -> None:
-        with self.lock:
+        with self.mutex:
             self.step()
             self._inode(path)
             del self.names[path]
 
     def truncate(self, path: str, size: int) -> None:
-        with self.lock:
+        with self.mutex:
             self.step()
             inode = self._inode(path)
             del self.data[inode][size:]
             self.synced[inode] = bytes(self.data[inode])
 
     def fsync_dir(self, directory: str) -> None:
-        with self.lock:
+        with self.mutex:
             self.step()
             inside = {n: i for n, i in self.durable_names.items()
                       if os.path.dirname(n) != directory}
@@ -380,7 +587,7 @@ class SimDisk(FileLayer):
             self.durable_names = inside
 
     def crash(self, rng: Optional[random.Random] = None) -> "SimDisk":
-        with self.lock:
+        with self.mutex:
             if self.image is None:
                 image = SimDisk()
                 image.names = dict(self.durable_names)
@@ -403,7 +610,7 @@ def run_until_power_cut(seed: int) -> None:
     the disk as it comes back must hold every acknowledged change exactly once."""
     rng = random.Random(seed)
     disk = SimDisk()
-    store = Store("db", files=disk)
+    store = Store("db", files=disk, compact_min_bytes=rng.choice([500, 5_000, 1 << 20]))
     for name in USERS:
         store.add_user(name, "h")
     disk.fsync_seconds = rng.choice([0.0, 0.0005, 0.002])
@@ -475,26 +682,60 @@ def test_a_power_cut_loses_nothing_acknowledged(seed):
     run_until_power_cut(seed)
 
 
-def test_a_power_cut_at_every_step_of_an_account_change_leaves_old_or_new():
-    """(c) again, with the power cut before each disk operation in turn."""
+ACCOUNT_CHANGES = ["carol", "marker", "compact", "hash", "dave", "compact", "erin"]
+
+
+def make_account_changes(store: Store, acked: List[str]) -> None:
+    """Sign-ups, a marker move, a hash change and compactions, in order, until one fails."""
+    for change in ACCOUNT_CHANGES:
+        if change == "marker":
+            store.mark_read("bob", "alice", 1)
+        elif change == "hash":
+            store.set_password_hash("alice", "h2")
+        elif change == "compact":
+            store.compact_accounts()             # never raises: a failed one is logged
+            continue
+        else:
+            store.add_user(change, "h")
+        acked.append(change)
+
+
+def changes_found(store: Store) -> List[str]:
+    found = {"marker": store.read_marker("bob", "alice") == 1,
+             "hash": store.get_user("alice").password_hash == "h2"}
+    found.update((name, store.get_user(name) is not None) for name in ("carol", "dave", "erin"))
+    return [change for change in ACCOUNT_CHANGES if change != "compact" and found[change]]
+
+
+def test_a_power_cut_at_every_step_of_account_changes_and_compactions_leaves_old_or_new():
+    """With the power cut before each disk operation in turn: the disk as it comes back
+    holds a prefix of the changes (never a mix), and at least every acknowledged one."""
     cuts = 0
-    for cut_at in range(1, 100):
+    for cut_at in range(1, 400):
         disk = SimDisk()
         store = Store("db", files=disk)
         store.add_user("alice", "h")
+        store.add_user("bob", "h")
+        store.wait_durable(store.append_message("alice", "bob", "hi")[0])
         disk.cut_at = disk.steps + cut_at
+        acked: List[str] = []
         try:
-            store.add_user("bob", "h")
-            store.mark_read("bob", "alice", 0)
+            make_account_changes(store, acked)
         except p.ChatError:
             cuts += 1
         store.close()
         if disk.image is None:
             break
         with Store("db", files=disk.image) as again:
-            assert again.usernames() in (["alice"], ["alice", "bob"])
+            found = changes_found(again)
+            wanted = [c for c in ACCOUNT_CHANGES if c != "compact"]
+            assert found == wanted[:len(found)], (cut_at, found)
+            assert found[:len(acked)] == acked, (cut_at, found, acked)
             assert not [n for n in disk.image.list_dir("db") if n.endswith(".tmp")]
-    assert cuts >= 5                           # temp write, fsync, rename, dir fsync...
+            again.add_user("frank", "h")          # and the journal takes changes again
+    else:
+        pytest.fail("the changes never finished")
+    assert cuts >= 15                           # journal writes, fsyncs, both replacements
 
 
 def test_nothing_is_acknowledged_before_its_fsync():
@@ -542,6 +783,180 @@ def test_a_failing_disk_makes_senders_fail_never_acknowledge(tmp_path, caplog):
     assert s.unread_counts("bob") == {"alice": 1}
     s.close()
     assert "injected I/O error" in caplog.text and "secret text" not in caplog.text
-    with Store(tmp_path / "db") as again:        # the unsynced line may or may not be there
-        assert again.last_id in (good, bad)
+    with Store(tmp_path / "db") as again:        # the failed line was cut away
+        assert again.last_id == good
         assert again.get_message(good).text == "stored"
+
+
+class FullDisk(OsFileLayer):
+    """The real layer, whose journal refuses writes with ENOSPC while ``full`` is set,
+    after writing part of the data (as a disk that fills up mid-write does); with
+    ``cut_fails`` set, cutting the journal back fails too."""
+
+    def __init__(self) -> None:
+        self.full = False
+        self.cut_fails = False
+        self.cuts: List[int] = []
+
+    def open_append(self, path: str) -> "HalfWritingFile":  # type: ignore[override]
+        return HalfWritingFile(super().open_append(path), self)
+
+    def truncate(self, path: str, size: int) -> None:
+        if self.cut_fails:
+            raise disk_error()
+        self.cuts.append(size)
+        super().truncate(path, size)
+
+
+class HalfWritingFile:
+    def __init__(self, inner: OsFile, disk: FullDisk) -> None:
+        self.inner, self.disk = inner, disk
+
+    def write(self, data: bytes) -> None:
+        if self.disk.full:
+            self.inner.write(data[:len(data) // 2 + 1])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.inner.write(data)
+
+    def sync(self) -> None:
+        self.inner.sync()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def refused_while_backing_off(s: Store) -> bool:
+    try:
+        msg_id, _ = s.append_message("alice", "bob", "probe")
+    except p.ChatError as exc:
+        assert exc.code == p.SERVER_ERROR and exc.message == (
+            "the server could not store the message (disk error); try again shortly")
+        return True
+    with pytest.raises(p.ChatError):          # the disk is still full: this one is lost
+        s.wait_durable(msg_id)
+    return False
+
+
+def test_a_full_disk_loses_the_batch_not_the_store(tmp_path, caplog):
+    folder = tmp_path / "db"
+    files, now = FullDisk(), FakeTime()
+    calls: List[Tuple[int, Optional[range]]] = []
+    s = Store(folder, files=files, monotonic=now)
+    s.add_durable_listener(lambda durable_id, failed: calls.append((durable_id, failed)))
+    s.add_user("alice", "h")
+    s.add_user("bob", "h")
+    good, _ = s.append_message("alice", "bob", "stored")
+    s.wait_durable(good)
+    size = os.path.getsize(folder / JOURNAL_FILE)
+    sent = s.sent_bytes("alice")
+
+    files.full = True
+    lost = [s.append_message("alice", "bob", f"secret {i}")[0] for i in range(3)]
+    for msg_id in lost:
+        with pytest.raises(p.ChatError) as err:
+            s.wait_durable(msg_id)
+        assert err.value.code == p.SERVER_ERROR and "could not store" in err.value.message
+        assert s.lost(msg_id)
+    assert os.path.getsize(folder / JOURNAL_FILE) == size       # cut back
+    wait_for(lambda: sum(len(failed or ()) for _, failed in calls) == len(lost))
+    failures = [failed for _, failed in calls if failed is not None]
+    assert sorted(i for failed in failures for i in failed) == lost
+    assert all(durable_id == good for durable_id, failed in calls if failed is not None)
+    assert [json.loads(m)["id"] for m in s.history("bob")] == [good]
+    assert s.unread_counts("bob") == {"alice": 1} and s.get_message(lost[0]) is None
+    assert s.sent_bytes("alice") == sent
+    assert not s.lost(good) and not s.lost(lost[-1] + 1)
+
+    assert refused_while_backing_off(s)              # 0.5 s of refusals
+    now.now += 0.5
+    assert not refused_while_backing_off(s)          # then one try, which fails: 1 s
+    now.now += 0.5
+    assert refused_while_backing_off(s)
+    now.now += 0.5
+    files.full = False
+    after, _ = s.append_message("alice", "bob", "after the disk was freed")
+    s.wait_durable(after)
+    assert after > max(lost) and after == s.last_id and s.durable_id == after
+    wait_for(lambda: calls[-1][0] == after)
+    assert calls[-1] == (after, None)
+    assert [json.loads(m)["id"] for m in s.history("bob")] == [good, after]
+    files.full = True                                # a success reset the backoff to 0.5 s
+    assert not refused_while_backing_off(s)
+    now.now += 0.5
+    files.full = False
+    again_id = send_one(s)
+    s.close()
+    assert "No space left on device" in caplog.text and "secret" not in caplog.text
+
+    with Store(folder) as again:
+        assert [json.loads(m)["id"] for m in again.history("bob")] == [good, after, again_id]
+        assert all(again.get_message(i) is None for i in lost)
+        assert "secret" not in (folder / JOURNAL_FILE).read_text()
+        assert again.sent_bytes("alice") == sum(
+            len(m) for m in again.history("alice", limit=1000))
+        assert send_one(again) == again_id + 1
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    """The committer calls listeners just after it wakes the waiters: give it a moment."""
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "the listener was never called"
+        time.sleep(0.001)
+
+
+def send_one(s: Store) -> int:
+    msg_id, _ = s.append_message("alice", "bob", "ok")
+    s.wait_durable(msg_id)
+    return msg_id
+
+
+def test_a_journal_that_could_not_be_cut_back_is_cut_before_the_next_write(tmp_path):
+    folder = tmp_path / "db"
+    files, now = FullDisk(), FakeTime()
+    s = Store(folder, files=files, monotonic=now)
+    s.add_user("alice", "h")
+    s.add_user("bob", "h")
+    good = send_one(s)
+    size = os.path.getsize(folder / JOURNAL_FILE)
+    files.full = files.cut_fails = True
+    bad, _ = s.append_message("alice", "bob", "lost")
+    with pytest.raises(p.ChatError):
+        s.wait_durable(bad)
+    assert os.path.getsize(folder / JOURNAL_FILE) > size      # the half line is still there
+    files.full = files.cut_fails = False
+    now.now += 0.5
+    later = send_one(s)
+    assert files.cuts == [size]
+    s.close()
+    with Store(folder) as again:                               # no damage in the middle
+        assert [json.loads(m)["id"] for m in again.history("alice")] == [good, later]
+
+
+def test_a_journal_may_skip_ids_but_never_go_back(tmp_path, original):
+    journal, users, bodies = original
+    starts = line_starts(journal)
+    folder = tmp_path / "gaps"
+    skipped = journal[:starts[1]] + journal[starts[3]:]         # ids 2 and 3 were lost
+    write_db(folder, skipped, users)
+    with Store(folder) as s:
+        assert s.last_id == N_MESSAGES and s.lost(2) and s.lost(3) and not s.lost(4)
+        assert s.get_message(2) is None
+        assert s.history("alice", limit=1000) == [bodies[0]] + bodies[3:]
+        assert send_one(s) == N_MESSAGES + 1
+    backwards = journal[:starts[1]] + journal[starts[2]:starts[3]] + journal[starts[1]:starts[2]]
+    folder = tmp_path / "backwards"
+    write_db(folder, backwards, users)
+    with pytest.raises(StoreCorrupt) as err:
+        Store(folder)
+    assert (err.value.line, err.value.offset) == (3, starts[1] + starts[3] - starts[2])
+    assert "out of sequence" in err.value.reason
+    assert (folder / JOURNAL_FILE).read_bytes() == backwards
