@@ -20,6 +20,7 @@ import selectors
 import socket
 import ssl
 import threading
+import time
 from typing import Callable, List, Optional, Set
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class Flusher:
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
         self._wanted: Set["Outbox"] = set()
+        self._closing: Set["Outbox"] = set()   # close once flushed, or at their deadline
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
@@ -108,6 +110,13 @@ class Flusher:
 
     def watch(self, outbox: "Outbox") -> None:
         with self._lock:
+            self._wanted.add(outbox)
+        self._wake()
+
+    def close_later(self, outbox: "Outbox") -> None:
+        """Close ``outbox`` once its queue is sent or its ``close_deadline`` passes."""
+        with self._lock:
+            self._closing.add(outbox)
             self._wanted.add(outbox)
         self._wake()
 
@@ -136,10 +145,22 @@ class Flusher:
             except (ValueError, OSError):
                 outbox.close()  # the socket is already closed
 
+    def _close_due(self) -> bool:
+        """Close the outboxes whose deadline passed; True while some still wait."""
+        now = time.monotonic()
+        with self._lock:
+            due = [o for o in self._closing if o.closed or now >= o.close_deadline]
+            self._closing.difference_update(due)
+            waiting = bool(self._closing)
+        for outbox in due:
+            outbox.close()
+        return waiting
+
     def _run(self) -> None:
         while not self._stopping:
             self._register_new()
-            for key, _ in self._selector.select(timeout=1.0):
+            timeout = 0.1 if self._close_due() else 1.0
+            for key, _ in self._selector.select(timeout=timeout):
                 if key.data is None:
                     try:
                         while self._wake_r.recv(4096):
@@ -156,24 +177,51 @@ class Flusher:
                     self._selector.unregister(key.fileobj)
 
 
+class OutboxBudget:
+    """The bytes queued in all outboxes together, against one limit.
+
+    Each outbox's own limit stops one reader from pinning memory; this stops
+    many from doing it together. Past the limit, any outbox holding more than
+    ``fair_share`` is dropped when it grows. Only the slow path (a peer that
+    is not keeping up) touches it.
+    """
+
+    def __init__(self, limit: int, fair_share: int) -> None:
+        self.limit = limit
+        self.fair_share = fair_share
+        self.queued = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> bool:
+        """Count ``n`` more bytes (negative: fewer); True while under the limit."""
+        with self._lock:
+            self.queued += n
+            return self.queued <= self.limit
+
+
 class Outbox:
     """Bytes waiting to go to one socket; safe to push from any thread.
 
     One writer at a time per socket (the lock); pushing never blocks on the
-    peer. ``limit`` bounds the bytes queued for a peer that does not read;
-    past it ``on_overflow`` is called once and the connection is shut down.
+    peer. ``limit`` bounds the bytes queued for a peer that does not read
+    (the owner may change it, e.g. at login); past it, or past the shared
+    ``budget`` with more than a fair share queued, ``on_overflow`` is called
+    once and the connection is shut down.
     """
 
     def __init__(self, sock: socket.socket, flusher: Flusher, limit: int,
-                 on_overflow: Callable[[int], None], tls: Optional[TlsSession] = None) -> None:
+                 on_overflow: Callable[[int], None], tls: Optional[TlsSession] = None,
+                 budget: Optional[OutboxBudget] = None) -> None:
         self.sock = sock
+        self.limit = limit
         self._flusher = flusher
-        self._limit = limit
         self._on_overflow = on_overflow
         self._tls = tls
+        self._budget = budget
         self._lock = tls.lock if tls else threading.Lock()
         self._queue = bytearray()
         self.closed = False
+        self.close_deadline = 0.0
 
     def push(self, data: bytes) -> bool:
         """Queue ``data`` and send what can be sent now. False once closed."""
@@ -185,7 +233,7 @@ class Outbox:
                 data = self._tls.encrypt(data)
             if self._queue:
                 self._queue += data
-                if len(self._queue) > self._limit:
+                if not self._count(len(data)) or len(self._queue) > self.limit:
                     overflow = len(self._queue)
             else:
                 try:
@@ -195,6 +243,7 @@ class Outbox:
                     return False
                 if sent < len(data):
                     self._queue += data[sent:]
+                    self._count(len(data) - sent)
                     self._flusher.watch(self)
         if overflow:
             self._overflowed(overflow)
@@ -203,6 +252,23 @@ class Outbox:
 
     def push_many(self, chunks: List[bytes]) -> bool:
         return self.push(b"".join(chunks)) if chunks else not self.closed
+
+    def close_after(self, data: bytes, timeout: float) -> None:
+        """Send ``data`` (a last word), then close; never blocks the caller.
+
+        What the kernel does not take at once is sent by the flusher, which
+        closes the connection when done or after ``timeout`` seconds, so
+        closing a thousand stuck peers costs no one a second each.
+        """
+        self.push(data)
+        with self._lock:
+            if self.closed:
+                return
+            if not self._queue:
+                self._close_locked()
+                return
+            self.close_deadline = time.monotonic() + timeout
+        self._flusher.close_later(self)
 
     def flush_some(self) -> bool:
         """Called by the flusher when writable; True when nothing is left."""
@@ -215,29 +281,26 @@ class Outbox:
                 self._close_locked()
                 return True
             del self._queue[:sent]
+            self._count(-sent)
+            if not self._queue and self.close_deadline:
+                self._close_locked()
             return not self._queue
-
-    def drain(self, timeout: float) -> None:
-        """Best effort: block up to ``timeout`` to send what is queued (before a close)."""
-        with self._lock:
-            if self.closed or not self._queue:
-                return
-            data = bytes(self._queue)
-            self._queue.clear()
-            try:
-                self.sock.settimeout(timeout)
-                self.sock.sendall(data)
-            except OSError:
-                pass
 
     def close(self) -> None:
         with self._lock:
             self._close_locked()
 
+    def _count(self, n: int) -> bool:
+        """Tell the shared budget; False when it is exceeded and this queue is large."""
+        if self._budget is None:
+            return True
+        return self._budget.add(n) or len(self._queue) <= self._budget.fair_share
+
     def _close_locked(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self._count(-len(self._queue))
         self._queue = bytearray()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)

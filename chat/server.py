@@ -14,6 +14,7 @@ import heapq
 import ipaddress
 import itertools
 import logging
+import math
 import os
 import signal
 import socket
@@ -25,16 +26,19 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from . import protocol as p
-from .auth import DEFAULT_HASH_COST, Hasher, HashParams, LoginThrottle
-from .netio import Flusher, Outbox, TlsSession
+from .auth import DEFAULT_HASH_COST, Hasher, HashParams, KeyedBuckets, LoginThrottle, Throttled
+from .dblock import DatabaseLocked
+from .netio import Flusher, Outbox, OutboxBudget, TlsSession, send_nowait
 from .store import Store, StoreCorrupt
 
 log = logging.getLogger("chat.server")
 
 _ACK_STALL_SECONDS = 60   # a commit this late means the disk is gone: give up on the peer
+#: Past the global outbox budget, a queue longer than this is dropped when it grows.
+_FAIR_SHARE = 64 * 1024
 _MIN_RECV = 4 * 1024
 _MAX_RECV = 256 * 1024
 
@@ -51,35 +55,31 @@ class ServerConfig:
     tls_key: Optional[Path] = None
     max_connections: int = 4096
     max_per_address: int = 2048
+    max_handshakes: int = 64           # TLS handshakes in progress at once
     login_timeout: float = 60.0
-    msg_rate: float = 50.0
+    msg_rate: float = 50.0             # per user, over all their connections
     msg_burst: float = 200.0
+    read_rate: float = 20.0            # read-marker moves per user per second
+    read_burst: float = 100.0
+    signup_rate: float = 0.1           # sign-ups per address per second (one per 10 s) ...
+    signup_burst: float = 5.0          # ... after a burst of this many
+    user_quota: int = 256 * 1024 * 1024  # bytes of messages one user may store; 0: no limit
     outbox_limit: int = 4 * 1024 * 1024
+    prelogin_outbox_limit: int = 64 * 1024
+    outbox_budget: int = 512 * 1024 * 1024  # all outboxes together
     keepalive_idle: int = 60
     backlog: int = 1024
 
 
-class TokenBucket:
-    """Allows ``rate`` events per second on average with bursts of ``burst``."""
+class _Send(NamedTuple):
+    """A message sent in a batch of replies, until its fate is known."""
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        if self.rate <= 0:
-            return True
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
+    id: int                         # its message id
+    index: int                      # where its acknowledgement stands in the batch
+    req_id: Optional[p.RequestId]   # to answer with an error instead, if it is lost
+    json: str                       # the message as the wire shows it
+    to: str
+    sender: str
 
 
 class ChatServer(socketserver.ThreadingTCPServer):
@@ -91,32 +91,39 @@ class ChatServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
     def __init__(self, config: ServerConfig, store: Optional[Store] = None) -> None:
+        """Bind the port, then open the store (which takes the database folder's
+        lock before it reads anything): a second server fails on one or the
+        other before it can touch the first one's files."""
         self.config = config
         self.request_queue_size = config.backlog
-        self.store = store or Store(config.db)
+        self.tls_context = _tls_context(config)
+        super().__init__((config.host, config.port), ChatHandler)
+        try:
+            self.store = store or Store(config.db)
+        except BaseException:
+            self.server_close()
+            raise
         self.hasher = Hasher(HashParams.from_cost(config.hash_cost))
         self.throttle = LoginThrottle()
+        self.send_limits = KeyedBuckets(config.msg_rate, config.msg_burst)
+        self.read_limits = KeyedBuckets(config.read_rate, config.read_burst)
+        self.signup_limits = KeyedBuckets(config.signup_rate, config.signup_burst)
         self.flusher = Flusher()
-        self.tls_context = _tls_context(config)
+        self.outbox_budget = OutboxBudget(config.outbox_budget, _FAIR_SHARE)
         self._lock = threading.Lock()
         self._sessions: Dict[str, Set["ChatHandler"]] = {}
         self._handlers: Set["ChatHandler"] = set()
+        self._admitted: Dict[socket.socket, str] = {}   # accepted socket -> peer host
         self._per_address: Counter = Counter()
+        self._handshakes = 0
         self._delivery_lock = threading.Lock()
-        self._deliveries: List[tuple] = []    # heap: (message id, seq, handler, replies, msgs)
+        self._deliveries: List[_Send] = []    # heap: (message id, seq, handler, replies, msgs)
         self._delivery_seq = itertools.count()
         self._delivering = False          # one thread sends acknowledgements at a time
         self._durable_seen = 0
-        self._delivery_failure: Optional[str] = None
         self.store.add_durable_listener(self._on_durable)
         self._stopping = threading.Event()
         self._serving_thread: Optional[threading.Thread] = None
-        try:
-            super().__init__((config.host, config.port), ChatHandler)
-        except BaseException:
-            self.store.close()
-            self.flusher.stop()
-            raise
         self._reaper = threading.Thread(target=self._reap, name="chat-reaper", daemon=True)
         self._reaper.start()
 
@@ -127,24 +134,56 @@ class ChatServer(socketserver.ThreadingTCPServer):
 
     # ------------------------------------------------------------ connections
 
-    def admit(self, handler: "ChatHandler") -> Optional[str]:
-        """Register a new connection; the reason it is refused, or None."""
+    def verify_request(self, request, client_address) -> bool:
+        """Admit or refuse a connection in the accepting thread, before a thread,
+        a TLS handshake or a byte of buffer is spent on it (socketserver's hook)."""
+        host = client_address[0]
         with self._lock:
-            if len(self._handlers) >= self.config.max_connections:
-                return "the server has too many connections; try again later"
-            if self._per_address[handler.peer_host] >= self.config.max_per_address:
-                return "too many connections from your address"
+            if len(self._admitted) >= self.config.max_connections:
+                refusal = "the server has too many connections; try again later"
+            elif self._per_address[host] >= self.config.max_per_address:
+                refusal = "too many connections from your address"
+            else:
+                self._admitted[request] = host
+                self._per_address[host] += 1
+                return True
+        log.warning("refused %s:%s: %s", host, client_address[1], refusal)
+        if self.tls_context is None:  # a TLS client could not read a plain-text reason
+            try:
+                send_nowait(request, p.error_reply(None, p.RATE_LIMITED, refusal))
+            except OSError:
+                pass
+        return False
+
+    def shutdown_request(self, request) -> None:
+        """Called once for every accepted socket, admitted or not: release its place."""
+        with self._lock:
+            host = self._admitted.pop(request, None)
+            if host is not None:
+                self._per_address[host] -= 1
+                if self._per_address[host] <= 0:
+                    del self._per_address[host]
+        super().shutdown_request(request)
+
+    def begin_handshake(self) -> bool:
+        """Take one of the ``max_handshakes`` places for a TLS handshake."""
+        with self._lock:
+            if self._handshakes >= self.config.max_handshakes:
+                return False
+            self._handshakes += 1
+            return True
+
+    def end_handshake(self) -> None:
+        with self._lock:
+            self._handshakes -= 1
+
+    def register(self, handler: "ChatHandler") -> None:
+        with self._lock:
             self._handlers.add(handler)
-            self._per_address[handler.peer_host] += 1
-        return None
 
     def forget(self, handler: "ChatHandler") -> None:
         with self._lock:
-            if handler in self._handlers:
-                self._handlers.discard(handler)
-                self._per_address[handler.peer_host] -= 1
-                if self._per_address[handler.peer_host] <= 0:
-                    del self._per_address[handler.peer_host]
+            self._handlers.discard(handler)
 
     # ------------------------------------------------------------ sessions
 
@@ -185,48 +224,49 @@ class ChatServer(socketserver.ThreadingTCPServer):
 
     # ------------------------------------------------------------ acknowledgements
 
-    def deliver_when_durable(self, msg_id: int, handler: "ChatHandler", replies: bytes,
-                             messages: List[Tuple[str, str, str]]) -> None:
-        """Queue a batch of replies (and its message events) until ``msg_id`` is fsynced."""
+    def deliver_when_durable(self, last_id: int, handler: "ChatHandler", replies: List[bytes],
+                             sends: List[_Send]) -> None:
+        """Queue a batch of replies (and its message events) until message ``last_id``
+        is fsynced, or known lost. ``sends`` holds a ``_Send`` tuple per message."""
         with self._delivery_lock:
             heapq.heappush(self._deliveries,
-                           (msg_id, next(self._delivery_seq), handler, replies, messages))
+                           (last_id, next(self._delivery_seq), handler, replies, sends))
             handler.undelivered += 1
             handler._drained.clear()
-        if msg_id <= self.store.durable_id:  # committed already: nobody else will call
-            self._on_durable(self.store.durable_id, None)
+        store = self.store
+        if last_id <= store.durable_id or store.lost(last_id):
+            self._on_durable(store.durable_id, None)  # settled already: nobody else will call
 
-    def _on_durable(self, durable_id: int, failure: Optional[str]) -> None:
+    def _on_durable(self, durable_id: int, failed: Optional[range]) -> None:
         """Send every reply and event whose messages are now on disk (from the committer).
 
-        One thread sends at a time, which keeps each connection's replies in
-        order; the lock is held only to take work from the heap, never while
-        sending, so handler threads queueing new work never wait on the network.
+        After a failed write (``failed``: the ids the store gave up), the
+        batches holding those ids are settled too: their sends are answered
+        with ``server_error`` instead of an acknowledgement. One thread sends
+        at a time, which keeps each connection's replies in order; the lock is
+        held only to take work from the heap, never while sending, so handler
+        threads queueing new work never wait on the network.
         """
         with self._delivery_lock:
             self._durable_seen = max(self._durable_seen, durable_id)
-            self._delivery_failure = self._delivery_failure or failure
             if self._delivering:
                 return  # the thread sending now takes this work on its next round
             self._delivering = True
+        lost = self.store.lost
         while True:
             with self._delivery_lock:
                 ready = []
                 while self._deliveries and (self._deliveries[0][0] <= self._durable_seen
-                                            or self._delivery_failure):
+                                            or lost(self._deliveries[0][0])):
                     ready.append(heapq.heappop(self._deliveries))
                 if not ready:
                     self._delivering = False
                     return
             out: Dict[ChatHandler, List[bytes]] = {}
-            for msg_id, _, handler, replies, messages in ready:
-                if msg_id <= self._durable_seen:
-                    out.setdefault(handler, []).append(replies)
-                    self._add_message_events(out, handler, messages)
-                else:
-                    log.error("closing %s: its messages could not be stored: %s",
-                              handler.peer, self._delivery_failure)
-                    handler.outbox.close()
+            for _, _, handler, replies, sends in ready:
+                stored = self._settle(replies, sends)
+                out.setdefault(handler, []).extend(replies)
+                self._add_message_events(out, handler, stored)
             for handler, chunks in out.items():   # one write per connection per round
                 handler.outbox.push_many(chunks)
             with self._delivery_lock:
@@ -235,13 +275,27 @@ class ChatServer(socketserver.ThreadingTCPServer):
                     if not handler.undelivered:
                         handler._drained.set()
 
+    def _settle(self, replies: List[bytes], sends: List[_Send]) -> List[_Send]:
+        """Turn the acknowledgement of every message the store lost into an error
+        reply (in place); the sends that were stored."""
+        lost = self.store.lost
+        stored = []
+        for send in sends:
+            if lost(send.id):
+                replies[send.index] = p.error_reply(
+                    send.req_id, p.SERVER_ERROR,
+                    "the server could not store the message (disk error); it was not sent")
+            else:
+                stored.append(send)
+        return stored
+
     def _add_message_events(self, out: Dict["ChatHandler", List[bytes]], sender: "ChatHandler",
-                            messages: List[Tuple[str, str, str]]) -> None:
+                            sends: List[_Send]) -> None:
         """Each message to every session of its recipient and its sender but the sending one."""
         with self._lock:
-            for msg_json, to, author in messages:
-                frame = p.message_event(msg_json)
-                for key in {p.user_key(to), p.user_key(author)}:
+            for send in sends:
+                frame = p.message_event(send.json)
+                for key in {p.user_key(send.to), p.user_key(send.sender)}:
                     for handler in self._sessions.get(key, ()):
                         if handler is not sender:
                             out.setdefault(handler, []).append(frame)
@@ -274,12 +328,13 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self._flush_acknowledgements(timeout=3.0)
         with self._lock:
             handlers = list(self._handlers)
-        for handler in handlers:
-            handler.outbox.drain(0.5)
-            handler.outbox.close()
+        for handler in handlers:   # what is queued gets half a second, all at once
+            handler.outbox.close_after(b"", 0.5)
         deadline = time.monotonic() + 5
         for handler in handlers:
             handler.finished.wait(max(0.0, deadline - time.monotonic()))
+        for handler in handlers:
+            handler.outbox.close()
         self.flusher.stop()
         self.store.close()
         log.info("stopped; database closed cleanly")
@@ -331,9 +386,8 @@ class ChatHandler(socketserver.BaseRequestHandler):
         self.finished = threading.Event()
         self.login_deadline: Optional[float] = None
         self.tls: Optional[TlsSession] = None
-        self.bucket = TokenBucket(self.server.config.msg_rate, self.server.config.msg_burst)
-        self._batch: List[bytes] = []                     # replies not yet sent, in order
-        self._batch_msgs: List[Tuple[str, str, str]] = []  # (message JSON, to, from) in it
+        self._batch: List[bytes] = []         # replies not yet sent, in order
+        self._batch_msgs: List[_Send] = []    # a _Send per message sent in the batch
         self._last_msg_id = 0
         self.undelivered = 0                              # batches the committer still owes
         self._drained = threading.Event()
@@ -343,24 +397,15 @@ class ChatHandler(socketserver.BaseRequestHandler):
         _tune_socket(sock, config.keepalive_idle)
         if self.server.tls_context is not None:
             self.tls = TlsSession(self.server.tls_context)
-        self.outbox = Outbox(sock, self.server.flusher, config.outbox_limit,
-                             self._overflowed, self.tls)
+        self.outbox = Outbox(sock, self.server.flusher, config.prelogin_outbox_limit,
+                             self._overflowed, self.tls, self.server.outbox_budget)
 
     def handle(self) -> None:
         server = self.server
         sock: socket.socket = self.request
-        if self.tls is not None:
-            try:
-                self.tls.handshake(sock, timeout=10)
-            except (OSError, ssl.SSLError, ConnectionError) as exc:
-                log.info("TLS handshake with %s failed: %s", self.peer, exc)
-                return
-        refusal = server.admit(self)
-        if refusal:
-            log.warning("refused %s: %s", self.peer, refusal)
-            self.outbox.push(p.error_reply(None, p.RATE_LIMITED, refusal))
-            self.outbox.drain(1.0)
+        if self.tls is not None and not self._handshake(sock):
             return
+        server.register(self)
         log.info("connect from %s", self.peer)
         self.login_deadline = time.monotonic() + server.config.login_timeout
         self.outbox.push(p.hello_event())
@@ -372,6 +417,21 @@ class ChatHandler(socketserver.BaseRequestHandler):
         except OSError as exc:
             if not self.outbox.closed:
                 log.info("connection from %s lost: %s", self.peer, exc)
+
+    def _handshake(self, sock: socket.socket) -> bool:
+        """The TLS handshake, within the cap on handshakes in progress."""
+        assert self.tls is not None
+        if not self.server.begin_handshake():
+            log.warning("refused %s: too many TLS handshakes in progress", self.peer)
+            return False
+        try:
+            self.tls.handshake(sock, timeout=10)
+            return True
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            log.info("TLS handshake with %s failed: %s", self.peer, exc)
+            return False
+        finally:
+            self.server.end_handshake()
 
     def _receive(self, sock: socket.socket) -> bool:
         """Read once and answer what arrived; False at the end of the connection.
@@ -447,21 +507,19 @@ class ChatHandler(socketserver.BaseRequestHandler):
         """Send the batch now, or hand it to the committer if it must wait for a commit."""
         if not self._batch:
             return
-        replies, self._batch = b"".join(self._batch), []
-        messages, self._batch_msgs = self._batch_msgs, []
-        if messages or self.undelivered:
-            self.server.deliver_when_durable(self._last_msg_id, self, replies, messages)
+        replies, self._batch = self._batch, []
+        sends, self._batch_msgs = self._batch_msgs, []
+        if sends or self.undelivered:
+            self.server.deliver_when_durable(self._last_msg_id, self, replies, sends)
         else:
-            self.outbox.push(replies)
+            self.outbox.push_many(replies)
 
     # ------------------------------------------------------------ helpers
 
     def refuse(self, code: str, message: str) -> None:
         """Tell the peer why, then close the connection."""
         log.info("closing %s: %s", self.peer, message)
-        self.outbox.push(p.error_reply(None, code, message))
-        self.outbox.drain(1.0)
-        self.outbox.close()
+        self.outbox.close_after(p.error_reply(None, code, message), 1.0)
 
     def _overflowed(self, queued: int) -> None:
         log.warning("dropping %s (%s): not reading, %d bytes unsent", self.user or "-",
@@ -484,6 +542,11 @@ class ChatHandler(socketserver.BaseRequestHandler):
         name, password = req.fields["username"], req.fields["password"]
         p.validate_username(name)
         p.validate_password(password)
+        wait = self.server.signup_limits.take(self.peer_host)
+        if wait:
+            log.info("sign-up refused from %s: over the per-address sign-up rate", self.peer)
+            raise p.ChatError(p.RATE_LIMITED, "too many sign-ups from your address; "
+                                              f"try again in {math.ceil(wait)} s")
         store = self.server.store
         if store.canonical_name(name) is not None:
             raise p.ChatError(p.USERNAME_TAKEN, f"the name {name!r} is taken")
@@ -498,21 +561,29 @@ class ChatHandler(socketserver.BaseRequestHandler):
         name, password = req.fields["username"], req.fields["password"]
         server = self.server
         account = p.user_key(name)
-        wait = server.throttle.retry_after(account, self.peer_host)
-        if wait > 0:
+        try:
+            server.throttle.begin(account, self.peer_host)
+        except Throttled as exc:
+            log.info("login refused from %s: %s", self.peer, exc.reason)
             raise p.ChatError(p.RATE_LIMITED,
-                              f"too many failed logins; try again in {wait:.0f} s")
-        user = server.store.get_user(name) if p.USERNAME_RE.match(name) else None
-        ok = server.hasher.verify(password, user.password_hash if user else None)
-        if user is None or not ok:
-            server.throttle.failed(account, self.peer_host)
+                              f"{exc.reason}; try again in {max(1, round(exc.wait))} s") from None
+        ok = False
+        try:
+            user = server.store.get_user(name) if p.USERNAME_RE.match(name) else None
+            ok = server.hasher.verify(password, user.password_hash if user else None)
+            ok = ok and user is not None
+        finally:
+            holdback = server.throttle.finish(account, self.peer_host, ok)
+        if not ok or user is None:
             log.info("failed login from %s", self.peer)
+            if holdback:  # the address is over its allowance: slow the next guess
+                server._stopping.wait(holdback)
             raise p.ChatError(p.AUTH_FAILED, "wrong username or password")
-        server.throttle.succeeded(account)
         if server.hasher.needs_rehash(user.password_hash):
             server.store.set_password_hash(user.name, server.hasher.hash(password))
         self.user = user.name
         self.login_deadline = None
+        self.outbox.limit = server.config.outbox_limit
         server.log_in(self, user.name)
         log.info("login %s from %s", user.name, self.peer)
         return p.ok_reply(req.id, username=user.name)
@@ -522,6 +593,7 @@ class ChatHandler(socketserver.BaseRequestHandler):
         self.server.log_out(self, user)
         self.user = None
         self.login_deadline = time.monotonic() + self.server.config.login_timeout
+        self.outbox.limit = self.server.config.prelogin_outbox_limit
         log.info("logout %s (%s)", user, self.peer)
         return p.ok_reply(req.id)
 
@@ -546,10 +618,16 @@ class ChatHandler(socketserver.BaseRequestHandler):
         text = fields["text"]
         p.validate_text(text)
         to = self._known_user(fields["to"])
-        if not self.bucket.take():
+        server = self.server
+        if server.send_limits.take(p.user_key(user)):
             raise p.ChatError(p.RATE_LIMITED, "you are sending too fast; slow down")
-        msg_id, msg_json = self.server.store.append_message(user, to, text, fields.get("reply_to"))
-        self._batch_msgs.append((msg_json, to, user))
+        quota = server.config.user_quota
+        if quota and server.store.sent_bytes(user) >= quota:
+            raise p.ChatError(p.RATE_LIMITED,
+                              f"you have stored the most this server allows one user "
+                              f"({quota // 2**20} MiB of messages); ask its operator")
+        msg_id, msg_json = server.store.append_message(user, to, text, fields.get("reply_to"))
+        self._batch_msgs.append(_Send(msg_id, len(self._batch), req.id, msg_json, to, user))
         self._last_msg_id = msg_id
         return p.ok_reply_raw(req.id, "message", msg_json)
 
@@ -565,6 +643,8 @@ class ChatHandler(socketserver.BaseRequestHandler):
     def op_read(self, req: p.Request) -> bytes:
         user = self._require_login()
         peer = self._known_user(req.fields["with"])
+        if self.server.read_limits.take(p.user_key(user)):
+            raise p.ChatError(p.RATE_LIMITED, "you are marking messages read too fast; slow down")
         self.server.store.mark_read(user, peer, req.fields["upto"])
         return p.ok_reply(req.id)
 
@@ -621,14 +701,36 @@ def parse_args(argv: Optional[List[str]] = None) -> Tuple[ServerConfig, str]:
     limits.add_argument("--login-timeout", type=float, default=d.login_timeout,
                         help=f"seconds a connection may stay logged out "
                              f"(default {d.login_timeout:g})")
+    limits.add_argument("--max-handshakes", type=int, default=d.max_handshakes,
+                        help=f"TLS handshakes in progress at once (default {d.max_handshakes})")
     limits.add_argument("--msg-rate", type=float, default=d.msg_rate,
-                        help=f"messages per second per connection, 0 for no limit "
-                             f"(default {d.msg_rate:g}, bursts of --msg-burst)")
+                        help=f"messages per second per user, over all their connections; 0 "
+                             f"for no limit (default {d.msg_rate:g}, bursts of --msg-burst)")
     limits.add_argument("--msg-burst", type=float, default=d.msg_burst,
                         help=f"default {d.msg_burst:g}")
+    limits.add_argument("--read-rate", type=float, default=d.read_rate,
+                        help=f"read-marker moves per second per user; 0 for no limit "
+                             f"(default {d.read_rate:g}, bursts of --read-burst)")
+    limits.add_argument("--read-burst", type=float, default=d.read_burst,
+                        help=f"default {d.read_burst:g}")
+    limits.add_argument("--signup-rate", type=float, default=d.signup_rate,
+                        help=f"sign-ups per second from one address; 0 for no limit (default "
+                             f"{d.signup_rate:g}, i.e. one per 10 s, after bursts of "
+                             f"--signup-burst). Raise it for a class signing up from one box")
+    limits.add_argument("--signup-burst", type=float, default=d.signup_burst,
+                        help=f"default {d.signup_burst:g}")
+    limits.add_argument("--user-quota", type=int, default=d.user_quota, metavar="BYTES",
+                        help="bytes of messages one user may store before sends are refused; "
+                             f"0 for no limit (default {d.user_quota // 2**20} MiB)")
     limits.add_argument("--outbox-limit", type=int, default=d.outbox_limit,
-                        help="bytes queued for a client that does not read before it is "
-                             f"dropped (default {d.outbox_limit})")
+                        help="bytes queued for a logged-in client that does not read before it "
+                             f"is dropped (default {d.outbox_limit})")
+    limits.add_argument("--prelogin-outbox-limit", type=int, default=d.prelogin_outbox_limit,
+                        help="the same before login (default "
+                             f"{d.prelogin_outbox_limit})")
+    limits.add_argument("--outbox-budget", type=int, default=d.outbox_budget,
+                        help="bytes queued for all clients together; past it the clients with "
+                             f"the most queued are dropped (default {d.outbox_budget})")
     args = parser.parse_args(argv)
     if bool(args.tls_key) and not args.tls_cert:
         parser.error("--tls-key needs --tls-cert")
@@ -639,8 +741,12 @@ def parse_args(argv: Optional[List[str]] = None) -> Tuple[ServerConfig, str]:
     config = ServerConfig(
         host=args.host, port=args.port, db=args.db, hash_cost=args.hash_cost,
         tls_cert=args.tls_cert, tls_key=args.tls_key, max_connections=args.max_connections,
-        max_per_address=args.max_per_address, login_timeout=args.login_timeout,
-        msg_rate=args.msg_rate, msg_burst=args.msg_burst, outbox_limit=args.outbox_limit)
+        max_per_address=args.max_per_address, max_handshakes=args.max_handshakes,
+        login_timeout=args.login_timeout, msg_rate=args.msg_rate, msg_burst=args.msg_burst,
+        read_rate=args.read_rate, read_burst=args.read_burst, signup_rate=args.signup_rate,
+        signup_burst=args.signup_burst, user_quota=args.user_quota,
+        outbox_limit=args.outbox_limit, prelogin_outbox_limit=args.prelogin_outbox_limit,
+        outbox_budget=args.outbox_budget)
     return config, args.log_level
 
 
@@ -670,6 +776,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     _raise_fd_limit()
     try:
         server = ChatServer(config)
+    except DatabaseLocked as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     except StoreCorrupt as exc:
         log.error("cannot open the database: %s", exc)
         log.error("the file was left as it is; repair or move it, then start again")

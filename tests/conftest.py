@@ -1,6 +1,9 @@
 """Fixtures: a running in-process server with a fresh database, and raw connections to it."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from tests.support import RawConn, start_server
@@ -26,3 +29,17 @@ def connect(chat_server):
     yield _connect
     for conn in conns:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert.pem, key.pem)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed: cannot make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def make_config(db: Path, **overrides: Any) -> ServerConfig:
     """A config for tests: port 0, cheap hashes, no send rate limit unless asked."""
     values: Dict[str, Any] = dict(host="127.0.0.1", port=0, db=db, hash_cost=TEST_HASH_COST,
-                                  msg_rate=0.0)
+                                  msg_rate=0.0, signup_rate=0.0, read_rate=0.0)
     values.update(overrides)
     return ServerConfig(**values)
 
@@ -154,7 +154,8 @@ class ServerProcess:
     def __init__(self, db: Path, port: int = 0, *extra: str, env=None) -> None:
         self.db = db
         cmd = [sys.executable, "-m", "chat.server", "--port", str(port), "--db", str(db),
-               "--hash-cost", str(TEST_HASH_COST), "--msg-rate", "0", *extra]
+               "--hash-cost", str(TEST_HASH_COST), "--msg-rate", "0",
+               "--signup-rate", "0", "--read-rate", "0", *extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True,
                                      env=env or {**os.environ, "PYTHONUNBUFFERED": "1"})
         self.log: List[str] = []

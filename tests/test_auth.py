@@ -6,6 +6,7 @@ import pytest
 from chat.auth import (
     Hasher,
     HashParams,
+    KeyedBuckets,
     LoginThrottle,
     ThrottlePolicy,
     hash_password,
@@ -47,30 +48,47 @@ def test_throttle_grows_and_forgets():
     throttle = LoginThrottle(ThrottlePolicy(free_failures_per_account=2, base_delay=1.0,
                                             max_delay=4.0, forget_after=100.0),
                              clock=lambda: now[0])
-    for _ in range(2):
-        throttle.failed("bob", "1.2.3.4")
-    assert throttle.retry_after("bob", "1.2.3.4") == 0
-    throttle.failed("bob", "1.2.3.4")
-    assert throttle.retry_after("bob", "9.9.9.9") == 1.0  # per account, from any address
-    throttle.failed("bob", "1.2.3.4")
-    throttle.failed("bob", "1.2.3.4")
-    assert throttle.retry_after("bob", "1.2.3.4") == 4.0  # 1, 2, 4: capped
-    throttle.failed("bob", "1.2.3.4")
-    assert throttle.retry_after("bob", "1.2.3.4") == 4.0
-    now[0] = 10.0
-    assert throttle.retry_after("bob", "1.2.3.4") == 0  # never a permanent lockout
-    now[0] = 200.0
-    throttle.failed("bob", "1.2.3.4")
-    assert throttle.retry_after("bob", "1.2.3.4") == 0  # forgotten after a quiet spell
-    throttle.succeeded("bob")
+
+    def fail() -> None:
+        throttle.begin("bob", "1.2.3.4")
+        throttle.finish("bob", "1.2.3.4", ok=False)
+
+    fail()
+    assert throttle.retry_after("bob") == 0
+    fail()
+    assert throttle.retry_after("bob") == 1.0   # the free ones are spent
+    for expected in (2.0, 4.0, 4.0):              # 1, 2, 4: capped
+        now[0] += 10
+        fail()
+        assert throttle.retry_after("bob") == expected
+    now[0] += 10
+    assert throttle.retry_after("bob") == 0       # never a permanent lockout
+    now[0] += 200
+    fail()
+    assert throttle.retry_after("bob") == 0       # forgotten after a quiet spell
 
 
-def test_throttle_per_address_allows_a_shared_box():
+def test_the_address_record_slows_wrong_guesses_and_never_refuses():
     throttle = LoginThrottle(ThrottlePolicy(free_failures_per_account=100,
-                                            free_failures_per_address=3), clock=lambda: 0.0)
-    for user in ("a", "b", "c"):
-        throttle.failed(user, "127.0.0.1")
-    assert throttle.retry_after("d", "127.0.0.1") == 0
-    throttle.failed("d", "127.0.0.1")
-    assert throttle.retry_after("e", "127.0.0.1") > 0
-    assert throttle.retry_after("e", "10.0.0.2") == 0
+                                            free_failures_per_address=3,
+                                            address_delay=1.0, max_address_delay=4.0),
+                             clock=lambda: 0.0)
+    holdbacks = []
+    for user in ("a", "b", "c", "d", "e", "f", "g"):
+        throttle.begin(user, "127.0.0.1")          # never raises: the address never refuses
+        holdbacks.append(throttle.finish(user, "127.0.0.1", ok=False))
+    assert holdbacks == [0, 0, 0, 1.0, 2.0, 4.0, 4.0]
+    throttle.begin("h", "127.0.0.1")
+    assert throttle.finish("h", "127.0.0.1", ok=True) == 0   # a right password: at once
+    throttle.begin("i", "10.0.0.2")
+    assert throttle.finish("i", "10.0.0.2", ok=False) == 0   # other addresses are apart
+
+
+def test_keyed_buckets_limit_each_key_alone():
+    now = [0.0]
+    buckets = KeyedBuckets(rate=1.0, burst=2, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0, 0, 1.0]
+    assert buckets.take("b") == 0
+    now[0] = 1.0
+    assert buckets.take("a") == 0
+    assert KeyedBuckets(rate=0, burst=0).take("x") == 0   # 0: no limit

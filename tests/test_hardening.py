@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import random
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 
@@ -210,19 +208,6 @@ def test_kill_9_many_times_loses_nothing_acknowledged(tmp_path):
 
 
 # ---------------------------------------------------------------- promise 10: TLS
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed: cannot make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
-
 
 def tls_connect(address, cert):
     context = ssl.create_default_context(cafile=str(cert))
