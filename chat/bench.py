@@ -1,4 +1,4 @@
-"""The benchmark: durable message throughput and latency, memory, history growth.
+"""The benchmark: durable message throughput and latency, memory, store growth.
 
 It starts a server (a subprocess on a fresh temporary database, durability on)
 or targets ``--host/--port``, signs up its users, and drives them from several
@@ -10,13 +10,17 @@ send to the recipient's ``message`` event: the text carries the sender's
     python -m chat.bench                      # the default suite, ~1 minute
     python -m chat.bench pairs -n 1000 -m 100 --repeat 3
     python -m chat.bench history --preload 1000000
+    python -m chat.bench growth --accounts 1000 100000 --repeat 3
+    python -m chat.bench rss --preload 1000000
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import multiprocessing as mp
 import os
+import random
 import re
 import selectors
 import shutil
@@ -36,10 +40,43 @@ from . import protocol as p
 PASSWORD = "bench-password"
 BENCH_HASH_COST = 4
 SERVER_FLAGS = ["--hash-cost", str(BENCH_HASH_COST), "--msg-rate", "0"]
+#: Limits a newer server has and an older one does not: turned off when the
+#: server's --help lists them (an older server would refuse the flag). The
+#: benchmark signs up many users from one address and moves read markers as
+#: fast as it can: it measures the server's work, not its rate limits.
+OPTIONAL_SERVER_FLAGS = {"--signup-rate": "0", "--read-rate": "0"}
 SETTINGS_NOTE = (f"server flags {' '.join(SERVER_FLAGS)}: the password hash cost is lowered "
                  f"(scrypt n=2^{BENCH_HASH_COST}) for the benchmark's own users, and the "
                  "per-connection send rate limit is off; durability is ON (every acknowledged "
                  "message fsynced, group commit)")
+
+_server_flags: Optional[List[str]] = None
+
+
+def server_flags() -> List[str]:
+    """SERVER_FLAGS, plus those OPTIONAL_SERVER_FLAGS this server has (asked once)."""
+    global _server_flags
+    if _server_flags is None:
+        flags = list(SERVER_FLAGS)
+        try:
+            out = subprocess.run([sys.executable, "-m", "chat.server", "--help"],
+                                 capture_output=True, text=True, timeout=60,
+                                 cwd=str(Path(__file__).resolve().parent.parent)).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        for flag, value in OPTIONAL_SERVER_FLAGS.items():
+            if re.search(re.escape(flag) + r"\b", out):
+                flags += [flag, value]
+        _server_flags = flags
+    return _server_flags
+
+
+def settings_note() -> str:
+    extra = server_flags()[len(SERVER_FLAGS):]
+    if not extra:
+        return SETTINGS_NOTE
+    return (SETTINGS_NOTE.replace(" ".join(SERVER_FLAGS), " ".join(server_flags()))
+            + "; this server's sign-up and read-marker rate limits are off too")
 
 
 # ---------------------------------------------------------------- the server under test
@@ -48,30 +85,40 @@ class Server:
     """A chat server subprocess (or a running one), with its CPU and memory read from /proc."""
 
     LISTENING = re.compile(r"listening on ([\d.]+):(\d+)")
+    COUNTS = re.compile(r"(\d+) users, (\d+) messages")
 
     def __init__(self, db: Optional[Path] = None, host: str = "", port: int = 0) -> None:
         self.proc: Optional[subprocess.Popen] = None
         self.own_db = db is None and not host
         self.db = db
         self.start_seconds = 0.0
+        self.users: Optional[int] = None      # as the ready line says, when it does
+        self.messages: Optional[int] = None
         if host:
             self.address = (host, port)
             return
         if self.db is None:
             self.db = Path(tempfile.mkdtemp(prefix="chat-bench-"))
         cmd = [sys.executable, "-m", "chat.server", "--port", "0", "--db", str(self.db),
-               "--log-level", "WARNING", *SERVER_FLAGS]
+               "--log-level", "WARNING", *server_flags()]
         started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
                                      cwd=str(Path(__file__).resolve().parent.parent))
         assert self.proc.stderr is not None
+        said: List[str] = []
         for line in self.proc.stderr:
+            said = (said + [line])[-20:]
             match = self.LISTENING.search(line)
             if match:
                 self.address = (match.group(1), int(match.group(2)))
+                counts = self.COUNTS.search(line)
+                if counts:
+                    self.users, self.messages = int(counts.group(1)), int(counts.group(2))
                 break
         else:
-            raise RuntimeError("the server did not start: " + " ".join(cmd))
+            self.proc.wait(10)
+            raise RuntimeError("the server did not start: " + " ".join(cmd) + "\n"
+                               + "".join(said[-10:]))
         self.start_seconds = time.perf_counter() - started
         threading.Thread(target=self._drain, daemon=True).start()
 
@@ -520,9 +567,9 @@ def preload(db: Path, count: int, show: bool) -> None:
         sys.stderr.write("\r" + " " * 40 + "\r")
 
 
-def history_latency_ms(address, samples: int = 200) -> Tuple[float, float]:
+def history_latency_ms(address, samples: int = 200, user: str = "h0") -> Tuple[float, float]:
     line = Line(address)
-    line.call("login", username="h0", password=PASSWORD)
+    expect_ok(line.call("login", username=user, password=PASSWORD), "login")
     times = []
     for _ in range(samples):
         t0 = time.perf_counter()
@@ -566,6 +613,281 @@ def workload_history(args, _server: Optional[Server]) -> List[Dict[str, Any]]:
     return rows
 
 
+# ---------------------------------------------------------------- store growth (issue 8)
+
+#: Preloaded accounts are a0, a1, ...; the measured sign-ups s0, s1, ... No two
+#: of these names fold to one look-alike skeleton (protocol.name_skeleton).
+ACCOUNT_PREFIX = "a"
+SIGNUP_PREFIX = "s"
+#: Senders and recipients of the rss workload's preloaded messages.
+RSS_PREFIX = "m"
+
+
+def expect_ok(reply: dict, what: str) -> dict:
+    if not reply.get("ok"):
+        raise RuntimeError(f"{what} failed: {str(reply)[:300]}")
+    return reply
+
+
+def bench_hash() -> str:
+    """One stored hash of PASSWORD at the benchmark's cost, shared by every preloaded
+    account: the server verifies it at login like any other, and it needs no rehash
+    (same parameters as the server's ``--hash-cost``)."""
+    from .auth import HashParams, hash_password
+    return hash_password(PASSWORD, HashParams.from_cost(BENCH_HASH_COST))
+
+
+def _add_accounts_in_one_write(store: Any, names: List[str], stored_hash: str) -> bool:
+    """The whole-document store's fast path: every account in one users.json write.
+
+    That store (the one before the issue 8 rewrite) rewrites users.json whole
+    on every ``add_user``, so N calls cost O(N²): 100,000 accounts would take
+    hours. Its own ``_commit_doc(update=...)`` writes the document with a batch
+    of accounts in one go, in its own format. Taken only when the store has
+    that method; False otherwise, and the caller uses ``add_user``. Either way
+    the accounts are then checked through the public API and the server's
+    ready line.
+    """
+    commit = getattr(store, "_commit_doc", None)
+    if commit is None or not isinstance(getattr(store, "_accounts", None), dict):
+        return False
+    try:
+        if "update" not in inspect.signature(commit).parameters:
+            return False
+    except (TypeError, ValueError):
+        return False
+    created = time.time()
+
+    def add(accounts: Dict[str, dict]) -> None:
+        for name in names:
+            key = p.user_key(name)
+            if key in accounts:
+                raise p.ChatError(p.USERNAME_TAKEN, f"the name {name!r} is taken")
+            accounts[key] = {"name": name, "hash": stored_hash, "created": created}
+
+    commit(update=add)
+    return True
+
+
+def _add_accounts_one_by_one(store: Any, names: List[str], stored_hash: str,
+                             show: bool, threads: int = 16) -> None:
+    """``Store.add_user`` for each name, from a few threads (a store that group-commits
+    account changes shares its fsyncs among them)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(threads) as pool:
+        for i, _ in enumerate(pool.map(lambda n: store.add_user(n, stored_hash), names,
+                                       chunksize=64)):
+            if show and i % 5000 == 0:
+                sys.stderr.write(f"\rpreloading accounts {i:,}/{len(names):,}")
+
+
+def preload_accounts(db: Path, count: int, messages: int, show: bool,
+                     bulk: bool = True) -> str:
+    """``count`` accounts a0.. (one shared cheap hash) and ``messages`` messages a0 -> a1
+    (for a1's read marker to move over), straight through the store. Says how."""
+    from .store import Store
+    names = [f"{ACCOUNT_PREFIX}{i}" for i in range(count)]
+    stored_hash = bench_hash()
+    store = Store(db)
+    try:
+        if bulk and _add_accounts_in_one_write(store, names, stored_hash):
+            method = "one users.json write (the whole-document store's _commit_doc)"
+        else:
+            _add_accounts_one_by_one(store, names, stored_hash, show)
+            method = "Store.add_user from 16 threads"
+        for name in (names[0], names[-1]):
+            if store.canonical_name(name) != name:
+                raise RuntimeError(f"preloading accounts: {name} is not there ({method})")
+        last = 0
+        for i in range(messages):
+            last, _ = store.append_message(names[0], names[1], f"something to read {i}")
+        if last:
+            store.wait_durable(last)
+    finally:
+        store.close()
+    if show:
+        sys.stderr.write("\r" + " " * 50 + "\r")
+    return method
+
+
+def _p(values: List[float], q: float) -> float:
+    """The q-quantile of seconds, in ms (nearest rank, no interpolation)."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+def _check_counts(server: Server, users: Optional[int], messages: Optional[int]) -> None:
+    """The ready line's counts, when it has them, must be what was preloaded."""
+    if users is not None and server.users is not None and server.users != users:
+        raise RuntimeError(f"the server loaded {server.users} users, not {users}")
+    if messages is not None and server.messages is not None and server.messages != messages:
+        raise RuntimeError(f"the server loaded {server.messages} messages, not {messages}")
+
+
+def growth_run(db: Path, count: int, samples: int, seed: int) -> Dict[str, Any]:
+    """One server on a copy of the preloaded folder: start, then timed sign-ups, logins
+    and marker moves, one request at a time (each sign-up on a new connection, whose
+    connect is not timed; the logins and moves on one)."""
+    rng = random.Random(seed)
+    server = Server(db=db)
+    try:
+        _check_counts(server, count, samples)
+        rss = server.memory_mb("VmRSS")
+        signup, login, read = [], [], []
+        for i in range(samples):   # nobody is logged in: no signup events to fan out
+            # a fresh connection each (not timed): a logged-out one is closed after
+            # --login-timeout, which 200 slow sign-ups can outlast
+            line = Line(server.address)
+            t0 = time.perf_counter()
+            reply = line.call("signup", username=f"{SIGNUP_PREFIX}{i}", password=PASSWORD)
+            signup.append(time.perf_counter() - t0)
+            expect_ok(reply, "signup")
+            line.close()
+        line = Line(server.address)
+        for _ in range(samples):   # existing accounts, spread over all of them
+            name = f"{ACCOUNT_PREFIX}{rng.randrange(count)}"
+            t0 = time.perf_counter()
+            reply = line.call("login", username=name, password=PASSWORD)
+            login.append(time.perf_counter() - t0)
+            expect_ok(reply, "login " + name)
+            expect_ok(line.call("logout"), "logout")
+        expect_ok(line.call("login", username=f"{ACCOUNT_PREFIX}1", password=PASSWORD), "login")
+        for upto in range(1, samples + 1):   # every one moves a1's marker for a0 forward
+            t0 = time.perf_counter()
+            reply = line.call("read", **{"with": f"{ACCOUNT_PREFIX}0", "upto": upto})
+            read.append(time.perf_counter() - t0)
+            expect_ok(reply, "read")
+        line.close()
+    finally:
+        server.stop()
+    return {"start_s": server.start_seconds, "rss_mb": rss,
+            "signup_p50_ms": _p(signup, 0.5), "signup_p90_ms": _p(signup, 0.9),
+            "login_p50_ms": _p(login, 0.5), "login_p90_ms": _p(login, 0.9),
+            "read_p50_ms": _p(read, 0.5), "read_p90_ms": _p(read, 0.9)}
+
+
+def _median_row(runs: List[Dict[str, float]], digits: Dict[str, int],
+                listed: Tuple[str, ...]) -> Dict[str, Any]:
+    """Each figure's median over the runs (figures of one row may come from different
+    runs), with the runs of the ``listed`` figures kept."""
+    row: Dict[str, Any] = {key: round(statistics.median(r[key] for r in runs), digits[key])
+                           for key in digits}
+    for key in listed:
+        row["runs_" + key] = [round(r[key], digits[key]) for r in runs]
+    return row
+
+
+def workload_growth(args) -> List[Dict[str, Any]]:
+    rows: List[Dict[str, Any]] = []
+    digits = {"start_s": 3, "rss_mb": 1, "signup_p50_ms": 3, "signup_p90_ms": 3,
+              "login_p50_ms": 3, "login_p90_ms": 3, "read_p50_ms": 3, "read_p90_ms": 3}
+    for count in args.accounts:
+        work = Path(tempfile.mkdtemp(prefix="chat-bench-growth-"))
+        try:
+            t0 = time.perf_counter()
+            method = preload_accounts(work / "preloaded", count, args.samples, args.progress)
+            preload_s = time.perf_counter() - t0
+            runs = []
+            for i in range(args.repeat):   # each run on a fresh copy: same start every time
+                db = work / f"run{i}"
+                shutil.copytree(work / "preloaded", db)
+                try:
+                    runs.append(growth_run(db, count, args.samples, seed=i))
+                finally:
+                    shutil.rmtree(db, ignore_errors=True)
+                if args.progress:
+                    sys.stderr.write(f"\rgrowth {count:,} accounts: run {i + 1}/{args.repeat}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        row = {"workload": "growth", "accounts": count, "samples": args.samples,
+               "repeat": args.repeat, "preload_s": round(preload_s, 2),
+               "preload_method": method}
+        row.update(_median_row(runs, digits, ("start_s", "signup_p50_ms", "login_p50_ms",
+                                              "read_p50_ms")))
+        rows.append(row)
+    if args.progress:
+        sys.stderr.write("\r" + " " * 50 + "\r")
+    first = rows[0]
+    for row in rows:
+        for op in ("signup", "login", "read"):
+            base = first[f"{op}_p50_ms"]
+            row[f"{op}_vs_first"] = round(row[f"{op}_p50_ms"] / base, 2) if base else None
+    return rows
+
+
+def preload_messages(db: Path, count: int, users: int, size: int, show: bool) -> None:
+    """``users`` accounts m0.. and ``count`` messages of ``size`` characters among them,
+    straight through the store (user i writes to user i+1, round the ring)."""
+    from .store import Store
+    names = [f"{RSS_PREFIX}{i}" for i in range(users)]
+    stored_hash = bench_hash()
+    store = Store(db)
+    try:
+        for name in names:
+            store.add_user(name, stored_hash)
+        append, wait = store.append_message, store.wait_durable
+        tail = "y" * max(0, size - 10)     # "%09d " + tail: exactly ``size`` characters
+        pairs = [(names[i], names[(i + 1) % users]) for i in range(users)]
+        last = 0
+        for start in range(0, count, 100_000):   # bounded batches of pending lines
+            for i in range(start, min(count, start + 100_000)):
+                sender, to = pairs[i % users]
+                last, _ = append(sender, to, f"{i:09d} {tail}")
+            wait(last)
+            if show:
+                sys.stderr.write(f"\rpreloading messages {last:,}/{count:,}")
+    finally:
+        store.close()
+    if show:
+        sys.stderr.write("\r" + " " * 50 + "\r")
+
+
+def _folder_mb(db: Path) -> float:
+    return sum(f.stat().st_size for f in db.rglob("*") if f.is_file()) / 2 ** 20
+
+
+def rss_run(db: Path, count: int, users: int, samples: int) -> Dict[str, float]:
+    server = Server(db=db)
+    try:
+        _check_counts(server, users, count)
+        rss, hwm = server.memory_mb("VmRSS"), server.memory_mb("VmHWM")
+        p50, p99 = history_latency_ms(server.address, samples, user=f"{RSS_PREFIX}0")
+        after = server.memory_mb("VmRSS")
+    finally:
+        server.stop()
+    return {"start_s": server.start_seconds, "rss_mb": rss, "hwm_mb": hwm,
+            "rss_after_history_mb": after, "history100_p50_ms": p50, "history100_p99_ms": p99}
+
+
+def workload_rss(args) -> List[Dict[str, Any]]:
+    rows = []
+    digits = {"start_s": 3, "rss_mb": 1, "hwm_mb": 1, "rss_after_history_mb": 1,
+              "history100_p50_ms": 3, "history100_p99_ms": 3}
+    for count in args.preload:
+        work = Path(tempfile.mkdtemp(prefix="chat-bench-rss-"))
+        try:
+            t0 = time.perf_counter()
+            preload_messages(work / "preloaded", count, args.users, args.size, args.progress)
+            preload_s = time.perf_counter() - t0
+            folder_mb = _folder_mb(work / "preloaded")
+            runs = []
+            for i in range(args.repeat):
+                db = work / f"run{i}"
+                shutil.copytree(work / "preloaded", db)
+                try:
+                    runs.append(rss_run(db, count, args.users, args.samples))
+                finally:
+                    shutil.rmtree(db, ignore_errors=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        row = {"workload": "rss", "stored": count, "users": args.users, "size": args.size,
+               "repeat": args.repeat, "preload_s": round(preload_s, 1),
+               "folder_mb": round(folder_mb, 1)}
+        row.update(_median_row(runs, digits, ("start_s", "rss_mb")))
+        rows.append(row)
+    return rows
+
+
 # ---------------------------------------------------------------- report
 
 def print_table(report: Dict[str, Any]) -> None:
@@ -593,6 +915,36 @@ def print_table(report: Dict[str, Any]) -> None:
         for r in history:
             print(f"  {r['stored']:>10,}{r['start_s']:>9.2f}{r['history100_p50_ms']:>13.2f}"
                   f"{r['history100_p99_ms']:>13.2f}{r['msgs_per_s']:>12,.0f}{r['vs_first']:>10.2f}")
+    growth = [r for r in report["results"] if r["workload"] == "growth"]
+    if growth:
+        r0 = growth[0]
+        print(f"\n  growth: {r0['samples']} of each op per run, one request at a time; "
+              f"median of {r0['repeat']} run(s)")
+        print(f"  {'accounts':>10}{'preload s':>10}{'start s':>9}{'RSS MB':>8}"
+              f"{'signup p50':>11}{'p90':>8}{'login p50':>10}{'p90':>8}"
+              f"{'read p50':>9}{'p90':>8}{'signup vs first':>16}")
+        for r in growth:
+            print(f"  {r['accounts']:>10,}{r['preload_s']:>10.1f}{r['start_s']:>9.2f}"
+                  f"{r['rss_mb']:>8.0f}{r['signup_p50_ms']:>11.2f}{r['signup_p90_ms']:>8.2f}"
+                  f"{r['login_p50_ms']:>10.2f}{r['login_p90_ms']:>8.2f}"
+                  f"{r['read_p50_ms']:>9.2f}{r['read_p90_ms']:>8.2f}"
+                  f"{r['signup_vs_first'] or 0:>15.1f}x")
+        print("  (latencies in ms; preloaded by " + r0["preload_method"] + ")")
+        for r in growth[1:]:
+            print(f"  sign-up median with {r['accounts']:,} accounts / with {r0['accounts']:,}: "
+                  f"{r['signup_vs_first']}x (login {r['login_vs_first']}x, "
+                  f"read {r['read_vs_first']}x)")
+    rss = [r for r in report["results"] if r["workload"] == "rss"]
+    if rss:
+        print(f"\n  rss: server memory after start from /proc (VmRSS, VmHWM = peak); "
+              f"median of {rss[0]['repeat']} run(s)")
+        print(f"  {'stored':>10}{'users':>7}{'size':>6}{'preload s':>10}{'folder MB':>10}"
+              f"{'start s':>9}{'RSS MB':>8}{'peak MB':>8}{'hist p50 ms':>12}{'hist p99 ms':>12}")
+        for r in rss:
+            print(f"  {r['stored']:>10,}{r['users']:>7}{r['size']:>6}{r['preload_s']:>10.1f}"
+                  f"{r['folder_mb']:>10.0f}{r['start_s']:>9.2f}{r['rss_mb']:>8.0f}"
+                  f"{r['hwm_mb']:>8.0f}{r['history100_p50_ms']:>12.2f}"
+                  f"{r['history100_p99_ms']:>12.2f}")
 
 
 def machine() -> str:
@@ -609,19 +961,56 @@ def machine() -> str:
             f"{sys.platform}").replace("  ", " ")
 
 
+WORKLOADS = ["suite", "pairs", "open", "idle", "history", "growth", "rss"]
+
+SUITE_DESCRIPTION = (
+    "Benchmark a parallel-chat server with durability on. With no workload, runs the default "
+    "suite: pairs at 2 and 100 clients, an unloaded latency check, an open-loop run at half "
+    "the 100-client rate, and 1,000 idle connections (about a minute on 2 cores). "
+    "`<workload> --help` describes one workload.")
+
+#: What ``chat-bench <workload> --help`` says first.
+WORKLOAD_DESCRIPTIONS = {
+    "growth": (
+        "growth: the cost of sign-up, login and a read-marker move as the number of accounts "
+        "grows (store growth, issue 8). For each --accounts N: preload N accounts a0.. "
+        "straight through the store (all sharing one precomputed cheap hash, and --samples "
+        "messages a0 -> a1), then, --repeat times, start a real server subprocess on a fresh "
+        "copy of that folder (" + " ".join(SERVER_FLAGS) + ": the password hash cost is "
+        f"lowered to scrypt n=2^{BENCH_HASH_COST}, so hashing is not what is measured; and "
+        "--signup-rate 0 --read-rate 0 when the server has those limits) and "
+        "time over real sockets, one request at a time: --samples sign-ups of new names "
+        "(each on a new connection, the connect not timed), "
+        "--samples logins (each followed by a logout) of random existing accounts, and "
+        "--samples 'read' requests that each move a1's marker for a0 forward. Reports the "
+        "server's start time (spawn to listening) and RSS after start, p50 and p90 of each op "
+        "(the median of the runs), and each p50 over the first N's. Default: 1,000 and "
+        "100,000 accounts, 200 samples, 1 run."),
+    "rss": (
+        "rss: server memory with many stored messages. Preload --preload M messages "
+        "(default 1,000,000) of --size characters (default 200) among --users accounts "
+        "(default 100) straight through the store (the time it takes is reported: about a "
+        "minute for 1,000,000 on 2 cores), then, --repeat times, start a real server "
+        "subprocess on a fresh copy of that folder and report its start time (spawn to "
+        "listening), its VmRSS right after start and its VmHWM (peak) from "
+        "/proc/PID/status, and the p50/p99 of --samples history(limit 100) requests over a "
+        "real socket (the median of the runs)."),
+}
+
+
 def parse_args(argv: Optional[List[str]] = None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    named = next((a for a in argv if a in WORKLOADS), None)
     parser = argparse.ArgumentParser(
         prog="chat-bench",
-        description="Benchmark a parallel-chat server with durability on. With no workload, "
-                    "runs the default suite: pairs at 2 and 100 clients, an unloaded latency "
-                    "check, an open-loop run at half the 100-client rate, and 1,000 idle "
-                    "connections (about a minute on 2 cores).")
-    parser.add_argument("workload", nargs="?", default="suite",
-                        choices=["suite", "pairs", "open", "idle", "history"],
+        description=WORKLOAD_DESCRIPTIONS.get(named or "", SUITE_DESCRIPTION))
+    parser.add_argument("workload", nargs="?", default="suite", choices=WORKLOADS,
                         help="pairs: windowed DMs between pairs of clients; open: a fixed "
                              "offered rate, for latency; idle: logged-in connections doing "
                              "nothing, for memory; history: preload messages, then start time, "
-                             "history latency and send rate")
+                             "history latency and send rate; growth: sign-up, login and read "
+                             "cost with many accounts; rss: server memory and start time with "
+                             "many stored messages")
     parser.add_argument("-n", "--clients", type=int, nargs="+", default=None,
                         help="client counts (pairs: one run per count; default 2 100)")
     parser.add_argument("-m", "--messages", type=int, default=None,
@@ -629,33 +1018,60 @@ def parse_args(argv: Optional[List[str]] = None):
                              "100 each: 20000 for 2 clients, 400 for 100, 100 for 1000)")
     parser.add_argument("--window", type=int, default=64,
                         help="unacknowledged sends allowed per client (default 64)")
-    parser.add_argument("--size", type=int, default=100, help="message text bytes (default 100)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="message text characters (default 100; rss: 200)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="open: offered messages/s in all (default: half of a measured max)")
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="open: how long to offer load (default 5)")
-    parser.add_argument("--preload", type=int, nargs="+", default=[10_000, 100_000],
-                        help="history: stored message counts (default 10000 100000)")
+    parser.add_argument("--preload", type=int, nargs="+", default=None,
+                        help="history, rss: stored message counts, one row each (default: "
+                             "history 10000 100000; rss 1000000)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per figure; the median is reported (default 1)")
     parser.add_argument("--workers", type=int, default=2,
                         help="load generator processes (default 2)")
     parser.add_argument("--host", help="benchmark a running server instead of starting one "
-                                       f"(it must run with {' '.join(SERVER_FLAGS)})")
+                                       f"(it must run with {' '.join(SERVER_FLAGS)}, and "
+                                       "--signup-rate 0 --read-rate 0 if it has them; not for "
+                                       "history, growth, rss, which start their own)")
     parser.add_argument("--port", type=int, default=p.DEFAULT_PORT)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, for a smoke test (a few seconds)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar on stderr")
+    store = parser.add_argument_group("growth and rss options")
+    store.add_argument("--accounts", type=int, nargs="+", default=[1_000, 100_000],
+                       metavar="N",
+                       help="growth: existing account counts, one row each; the first is "
+                            "the base of the 'vs first' ratios (default 1000 100000)")
+    store.add_argument("--samples", type=int, default=200,
+                       help="growth: sign-ups, logins and read-marker moves timed per run; "
+                            "rss: history requests timed per run (default 200)")
+    store.add_argument("--users", type=int, default=100,
+                       help="rss: accounts the preloaded messages go between (default 100)")
     args = parser.parse_args(argv)
     if args.clients is None:
         args.clients = [1000] if args.workload == "idle" else [2, 100]
+    if args.preload is None:
+        args.preload = [1_000_000] if args.workload == "rss" else [10_000, 100_000]
+    if args.size is None:
+        args.size = 200 if args.workload == "rss" else 100
     if args.quick:
         args.clients = [min(c, 4) for c in args.clients]
         args.messages = args.messages or 50
         args.preload = [min(c, 500) for c in args.preload]
         args.seconds = min(args.seconds, 1.0)
+        args.accounts = [min(c, 200) for c in args.accounts]
+        args.samples = min(args.samples, 20)
+        args.users = min(args.users, 10)
+    if min(args.accounts) < 2:
+        parser.error("--accounts: at least 2 (a0 and a1 exchange the messages to mark read)")
+    if args.users < 2 or args.samples < 1 or args.repeat < 1:
+        parser.error("--users must be at least 2, --samples and --repeat at least 1")
+    if args.workload == "rss" and not 10 <= args.size <= p.MAX_TEXT_CHARS:
+        parser.error(f"--size: from 10 to {p.MAX_TEXT_CHARS} for rss")
     args.messages_unloaded = 200 if args.quick else 2000
     if not sys.stderr.isatty():
         args.progress = args.progress and False
@@ -663,10 +1079,16 @@ def parse_args(argv: Optional[List[str]] = None):
 
 
 def run(args) -> Dict[str, Any]:
-    report: Dict[str, Any] = {"machine": machine(), "settings": SETTINGS_NOTE,
+    report: Dict[str, Any] = {"machine": machine(), "settings": settings_note(),
                               "loopback_rtt_us": round(loopback_rtt_us(), 1), "results": []}
     if args.workload == "history":
         report["results"] = workload_history(args, None)
+        return report
+    if args.workload == "growth":
+        report["results"] = workload_growth(args)
+        return report
+    if args.workload == "rss":
+        report["results"] = workload_rss(args)
         return report
     server = Server(host=args.host or "", port=args.port)
     try:

@@ -37,3 +37,70 @@ def test_help_explains_the_options():
     out = subprocess.run([sys.executable, "-m", "chat.bench", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "--window" in out.stdout and "durab" in out.stdout
+
+
+def test_growth_workload_at_tiny_size(capsys):
+    assert bench.main(["growth", "--accounts", "20", "60", "--samples", "5", "--json",
+                       "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = report["results"]
+    assert [(r["workload"], r["accounts"]) for r in rows] == [("growth", 20), ("growth", 60)]
+    for row in rows:
+        assert row["samples"] == 5 and row["start_s"] > 0 and row["rss_mb"] > 0
+        for op in ("signup", "login", "read"):
+            assert 0 < row[f"{op}_p50_ms"] <= row[f"{op}_p90_ms"]
+            assert row[f"{op}_vs_first"] > 0
+    assert rows[0]["signup_vs_first"] == 1.0
+
+
+def test_growth_table_and_the_script():
+    out = subprocess.run([str(ROOT / "scripts" / "bench"), "growth", "--quick", "--accounts",
+                          "10", "30", "--no-progress"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "accounts" in out.stdout and "signup p50" in out.stdout
+    assert "sign-up median with 30 accounts / with 10" in out.stdout
+
+
+def test_accounts_preload_through_add_user_too(tmp_path):
+    """The path a store without the whole-document fast path takes."""
+    from chat.store import Store
+    method = bench.preload_accounts(tmp_path / "db", 40, 3, False, bulk=False)
+    assert "add_user" in method
+    store = Store(tmp_path / "db")
+    try:
+        assert store.canonical_name("a0") == "a0" and store.canonical_name("a39") == "a39"
+        assert store.get_user("a39") is not None and store.last_id == 3
+    finally:
+        store.close()
+
+
+def test_rss_workload_at_tiny_size(capsys):
+    assert bench.main(["rss", "--preload", "400", "--users", "4", "--samples", "10",
+                       "--repeat", "2", "--json", "--no-progress"]) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["workload"] == "rss" and row["stored"] == 400 and row["size"] == 200
+    assert len(row["runs_rss_mb"]) == 2
+    assert 0 < row["rss_mb"] <= row["hwm_mb"] and row["start_s"] > 0
+    assert 0 < row["history100_p50_ms"] <= row["history100_p99_ms"]
+
+
+def test_rss_table():
+    out = subprocess.run([sys.executable, "-m", "chat.bench", "rss", "--quick", "--preload",
+                          "300", "--no-progress"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "VmRSS" in out.stdout and "300" in out.stdout
+
+
+def test_workload_help_explains_its_options():
+    for workload, words in (("growth", ["--accounts", "--samples", "sign-up", "hash cost"]),
+                            ("rss", ["--preload", "--users", "--size", "VmRSS"])):
+        out = subprocess.run([str(ROOT / "scripts" / "bench"), workload, "--help"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split("\n\n")[1].startswith(workload + ":")  # its own description
+        for word in words:
+            assert word in out.stdout, (workload, word)
