@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 PROTOCOL_VERSION = 1
 SERVER_NAME = "parallel-chat"
@@ -25,6 +25,11 @@ MAX_PASSWORD_CHARS = 1_024
 MAX_TEXT_CHARS = 4_096
 DEFAULT_HISTORY_LIMIT = 100
 MAX_HISTORY_LIMIT = 1_000
+MAX_NONCE_CHARS = 64
+MAX_QUERY_CHARS = 200
+MAX_SEARCH_LIMIT = 100
+DEFAULT_SEARCH_LIMIT = 50
+MAX_TOPIC_CHARS = 390
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}\Z")
 
@@ -52,7 +57,6 @@ ERROR_CODES = frozenset({
     SERVER_ERROR,
 })
 
-OPS = ("signup", "login", "logout", "users", "online", "send", "history", "read", "ping")
 
 RequestId = Union[str, int, float]
 JSONDict = Dict[str, Any]
@@ -165,29 +169,85 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_STR = "string"
-_INT = "integer"
-# op -> {field: (kind, required)}
-_SCHEMAS: Dict[str, Dict[str, tuple]] = {
-    "signup": {"username": (_STR, True), "password": (_STR, True)},
-    "login": {"username": (_STR, True), "password": (_STR, True)},
-    "logout": {},
-    "users": {},
-    "online": {},
-    "send": {"to": (_STR, True), "text": (_STR, True), "reply_to": (_INT, False)},
-    "history": {"with": (_STR, False), "after": (_INT, False), "before": (_INT, False),
-                "limit": (_INT, False)},
-    "read": {"with": (_STR, True), "upto": (_INT, True)},
-    "ping": {},
+@dataclass(frozen=True)
+class Field:
+    """One request field: its JSON type, whether it must be there, and bounds
+    (of an integer's value, or of a string's length) outside which it is
+    ``bad_request``. Rules with their own error codes (usernames, passwords,
+    text, room names, topics) are checked by the op, not here."""
+
+    kind: str                       # "string", "integer" or "boolean"
+    required: bool = False
+    bounds: Optional[Tuple[int, int]] = None
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """What an op takes, and whether it needs a logged-in connection: the one
+    table the server's dispatch is derived from."""
+
+    fields: Dict[str, Field]
+    login_required: bool = True
+
+
+_STR, _INT, _BOOL = "string", "integer", "boolean"
+_LIMIT = Field(_INT, bounds=(1, MAX_HISTORY_LIMIT))
+_PAGE = {"after": Field(_STR), "limit": _LIMIT}   # users, rooms, members: forwards by name
+_CREDENTIALS = {"username": Field(_STR, True), "password": Field(_STR, True)}
+
+#: Every op of the protocol, version 1 and 2.
+OP_SPECS: Dict[str, OpSpec] = {
+    "signup": OpSpec(_CREDENTIALS, login_required=False),
+    "login": OpSpec(_CREDENTIALS, login_required=False),
+    "ping": OpSpec({}, login_required=False),
+    "logout": OpSpec({}),
+    "users": OpSpec(_PAGE),
+    "online": OpSpec({}),
+    "send": OpSpec({"to": Field(_STR, True), "text": Field(_STR, True),
+                    "reply_to": Field(_INT), "nonce": Field(_STR, bounds=(1, MAX_NONCE_CHARS))}),
+    "history": OpSpec({"with": Field(_STR), "after": Field(_INT), "before": Field(_INT),
+                       "limit": _LIMIT}),
+    "read": OpSpec({"with": Field(_STR, True), "upto": Field(_INT, True)}),
+    "password": OpSpec({"old": Field(_STR, True), "new": Field(_STR, True)}),
+    "search": OpSpec({"query": Field(_STR, True, (1, MAX_QUERY_CHARS)), "with": Field(_STR),
+                      "before": Field(_INT), "limit": Field(_INT, bounds=(1, MAX_SEARCH_LIMIT))}),
+    "room_create": OpSpec({"room": Field(_STR, True), "topic": Field(_STR),
+                           "private": Field(_BOOL)}),
+    "join": OpSpec({"room": Field(_STR, True)}),
+    "leave": OpSpec({"room": Field(_STR, True)}),
+    "invite": OpSpec({"room": Field(_STR, True), "username": Field(_STR, True)}),
+    "rooms": OpSpec(_PAGE),
+    "members": OpSpec({"room": Field(_STR, True), **_PAGE}),
+    "topic": OpSpec({"room": Field(_STR, True), "topic": Field(_STR, True)}),
+}
+OPS = tuple(OP_SPECS)
+
+_KIND_CHECKS: Dict[str, Callable[[Any], bool]] = {
+    _STR: lambda v: isinstance(v, str),
+    _INT: _is_int,
+    _BOOL: lambda v: isinstance(v, bool),
 }
 
 
-def parse_request(obj: Any) -> Request:
-    """Check a decoded frame against the op's schema (types and presence only).
+def _check_field(op: str, name: str, spec: Field, value: Any) -> None:
+    if not _KIND_CHECKS[spec.kind](value):
+        raise ChatError(BAD_REQUEST, f'"{name}" must be a {spec.kind}')
+    if spec.bounds is not None:
+        low, high = spec.bounds
+        size = len(value) if spec.kind is _STR else value
+        if not low <= size <= high:
+            what = "characters long" if spec.kind is _STR else ""
+            raise ChatError(BAD_REQUEST,
+                            f'"{name}" must be from {low} to {high} {what}'.rstrip())
 
-    Value rules that have their own error codes (username, password, text)
-    are left to the op handlers, which call the ``validate_*`` functions.
-    Unknown fields are ignored so that later clients can add optional ones.
+
+def parse_request(obj: Any) -> Request:
+    """Check a decoded frame against the op's spec (types, presence, bounds).
+
+    Value rules that have their own error codes (username, password, text,
+    room, topic) are left to the op handlers, which call the ``validate_*``
+    functions. Unknown fields are ignored so that later clients can add
+    optional ones.
     """
     if not isinstance(obj, dict):
         raise ChatError(BAD_REQUEST, "a request must be a JSON object")
@@ -196,23 +256,18 @@ def parse_request(obj: Any) -> Request:
     op = obj.get("op")
     if not isinstance(op, str):
         raise ChatError(BAD_REQUEST, 'a request needs "op", a string')
-    schema = _SCHEMAS.get(op)
-    if schema is None:
+    spec = OP_SPECS.get(op)
+    if spec is None:
         raise ChatError(UNKNOWN_OP, f"unknown op {op[:40]!r}")
     fields: JSONDict = {}
-    for name, (kind, required) in schema.items():
+    for name, field in spec.fields.items():
         value = obj.get(name)
         if value is None:
-            if required:
-                raise ChatError(BAD_REQUEST, f'{op} needs "{name}", a {kind}')
+            if field.required:
+                raise ChatError(BAD_REQUEST, f'{op} needs "{name}", a {field.kind}')
             continue
-        ok = isinstance(value, str) if kind is _STR else _is_int(value)
-        if not ok:
-            raise ChatError(BAD_REQUEST, f'"{name}" must be a {kind}')
+        _check_field(op, name, field, value)
         fields[name] = value
-    if op == "history" and "limit" in fields:
-        if not 1 <= fields["limit"] <= MAX_HISTORY_LIMIT:
-            raise ChatError(BAD_REQUEST, f"limit must be from 1 to {MAX_HISTORY_LIMIT}")
     return Request(op, obj.get("id"), fields)
 
 

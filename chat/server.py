@@ -494,7 +494,7 @@ class ChatHandler(socketserver.BaseRequestHandler):
                                   self.peer, _ACK_STALL_SECONDS)
                         self.outbox.close()
                         return
-                self._batch.append(self.OPS[request.op](self, request))
+                self._batch.append(self._run(request))
             except p.ChatError as exc:
                 self._batch.append(p.error_reply(req_id, exc.code, exc.message))
             except Exception:
@@ -525,9 +525,19 @@ class ChatHandler(socketserver.BaseRequestHandler):
         log.warning("dropping %s (%s): not reading, %d bytes unsent", self.user or "-",
                     self.peer, queued)
 
-    def _require_login(self) -> str:
-        if self.user is None:
+    def _run(self, request: p.Request) -> bytes:
+        """The checks every op shares, done once from the protocol's table; then the op."""
+        op = self.OPS.get(request.op)
+        if op is None:
+            raise p.ChatError(p.UNKNOWN_OP, f"this server does not implement {request.op!r} yet")
+        if p.OP_SPECS[request.op].login_required and self.user is None:
             raise p.ChatError(p.NOT_LOGGED_IN, "log in first")
+        return op(self, request)
+
+    @property
+    def me(self) -> str:
+        """The logged-in user, for ops the table marks ``login_required``."""
+        assert self.user is not None
         return self.user
 
     def _known_user(self, name: str) -> str:
@@ -589,7 +599,7 @@ class ChatHandler(socketserver.BaseRequestHandler):
         return p.ok_reply(req.id, username=user.name)
 
     def op_logout(self, req: p.Request) -> bytes:
-        user = self._require_login()
+        user = self.me
         self.server.log_out(self, user)
         self.user = None
         self.login_deadline = time.monotonic() + self.server.config.login_timeout
@@ -598,7 +608,7 @@ class ChatHandler(socketserver.BaseRequestHandler):
         return p.ok_reply(req.id)
 
     def op_users(self, req: p.Request) -> bytes:
-        user = self._require_login()
+        user = self.me
         store = self.server.store
         online = self.server.online_keys()
         unread = store.unread_counts(user)
@@ -607,13 +617,12 @@ class ChatHandler(socketserver.BaseRequestHandler):
         return p.ok_reply(req.id, users=users)
 
     def op_online(self, req: p.Request) -> bytes:
-        self._require_login()
         online = self.server.online_keys()
         names = [n for n in self.server.store.usernames() if p.user_key(n) in online]
         return p.ok_reply(req.id, users=names)
 
     def op_send(self, req: p.Request) -> bytes:
-        user = self._require_login()
+        user = self.me
         fields = req.fields
         text = fields["text"]
         p.validate_text(text)
@@ -632,7 +641,7 @@ class ChatHandler(socketserver.BaseRequestHandler):
         return p.ok_reply_raw(req.id, "message", msg_json)
 
     def op_history(self, req: p.Request) -> bytes:
-        user = self._require_login()
+        user = self.me
         fields = req.fields
         peer = self._known_user(fields["with"]) if "with" in fields else None
         messages = self.server.store.history(
@@ -641,7 +650,7 @@ class ChatHandler(socketserver.BaseRequestHandler):
         return p.history_reply(req.id, messages, keep_oldest="after" in fields)
 
     def op_read(self, req: p.Request) -> bytes:
-        user = self._require_login()
+        user = self.me
         peer = self._known_user(req.fields["with"])
         if self.server.read_limits.take(p.user_key(user)):
             raise p.ChatError(p.RATE_LIMITED, "you are marking messages read too fast; slow down")
