@@ -117,6 +117,8 @@ _ACCOUNT_RECORD = re.compile(rb'\{"a":(\{"seq":([0-9]{1,18}),.*\}),"c":([0-9]{1,
 _Route = Tuple[array, ...]
 #: A message appended but not yet durable: id, journal line, route, sender key, body bytes.
 _Queued = Tuple[int, bytes, _Route, str, int]
+#: A body to read from the journal: its slot in the answer, id, offset and length.
+_Missing = Tuple[int, int, int, int]
 #: Why a send fails while the store waits out a disk error, and why a lost one failed.
 DISK_BUSY = "the server could not store the message (disk error); try again shortly"
 DISK_LOST = "the server could not store the message (disk error); it was not sent"
@@ -1106,28 +1108,32 @@ class Store:
                 if before is not None:
                     hi = bisect_left(ids, before, 0, hi)
                 lo = max(0, hi - limit)
-            return self._bodies(ids[lo:hi])
+            reader, bodies, missing = self._from_cache(ids[lo:hi])
+        if missing:
+            self._read_bodies(reader, missing, bodies)
+        return bodies
 
     def get_message(self, msg_id: int) -> Optional[p.Message]:
         """A durable message by id, or None."""
         with self._lock:
             if not 1 <= msg_id <= self._durable_id or self._where[msg_id - 1] < 0:
                 return None
-            body = self._bodies([msg_id])[0]
-        return p.Message.from_dict(json.loads(body))
+            reader, bodies, missing = self._from_cache([msg_id])
+        if missing:
+            self._read_bodies(reader, missing, bodies)
+        return p.Message.from_dict(json.loads(bodies[0]))
 
     # ------------------------------------------------------------ message bodies
 
-    def _bodies(self, wanted: Iterable[int]) -> List[str]:
-        """The JSON of durable messages, from the cache or the journal; the lock is held.
-
-        The reads are positioned reads of bytes already fsynced, which only
-        ever get appended to, so the lock is held over them: a page-cache read
-        costs microseconds, and nearby bodies are fetched in one read.
-        """
+    def _from_cache(self, wanted: Iterable[int]
+                    ) -> Tuple[Optional[FileReader], List[str], List[_Missing]]:
+        """The cached bodies of durable messages, and where to read the others; the lock
+        is held. The reads come after, without it: a cold read must not hold up
+        senders, and what it reads (fsynced bytes of an append-only file) cannot
+        change under it."""
         cache, where, lengths = self._cache, self._where, self._lengths
         bodies: List[str] = []
-        missing: List[Tuple[int, int, int, int]] = []   # (slot, id, offset, length)
+        missing: List[_Missing] = []
         for msg_id in wanted:
             body = cache.get(msg_id)
             if body is None:
@@ -1136,13 +1142,12 @@ class Store:
             else:
                 cache.move_to_end(msg_id)
             bodies.append(body)
-        if missing:
-            self._read_bodies(missing, bodies)
-        return bodies
+        return self._reader, bodies, missing
 
-    def _read_bodies(self, missing: List[Tuple[int, int, int, int]], bodies: List[str]) -> None:
-        """Fill ``bodies`` from the journal, one read per run of nearby records."""
-        reader = self._reader
+    def _read_bodies(self, reader: Optional[FileReader], missing: List[_Missing],
+                     bodies: List[str]) -> None:
+        """Fill ``bodies`` from the journal, one read per run of nearby records, and keep
+        what was read in the cache."""
         if reader is None:
             raise p.ChatError(p.SERVER_ERROR, "the store is closed")
         first = 0
@@ -1155,23 +1160,33 @@ class Store:
                         or offset + length - start > _READ_SPAN):
                     break
                 last += 1
-            data = reader.read_at(start, sum(missing[last][2:]) - start)
+            try:
+                data = reader.read_at(start, sum(missing[last][2:]) - start)
+            except OSError as exc:
+                log.error("reading %s at byte offset %d: %s", self._journal_path, start, exc)
+                raise p.ChatError(p.SERVER_ERROR, "the server could not read a message") from None
             for slot, msg_id, offset, length in missing[first:last + 1]:
                 raw = data[offset - start:offset - start + length]
                 if len(raw) != length or not raw.startswith(b'{"id":%d,' % msg_id):
                     log.error("%s: message %d is not at byte offset %d", self._journal_path,
                               msg_id, offset)
                     raise p.ChatError(p.SERVER_ERROR, "the server could not read a message")
-                bodies[slot] = body = raw.decode("ascii")
-                self._remember(msg_id, body)
+                bodies[slot] = raw.decode("ascii")
             first = last + 1
+        with self._lock:
+            for slot, msg_id, _, _ in missing:
+                self._remember(msg_id, bodies[slot])
 
     def _remember(self, msg_id: int, body: str) -> None:
         """Keep a body in the cache, forgetting the least recently used beyond its size."""
-        self._cache[msg_id] = body
+        cache = self._cache
+        if msg_id in cache:          # two readers fetched it at once
+            cache.move_to_end(msg_id)
+            return
+        cache[msg_id] = body
         self._cache_size += len(body) + _CACHE_OVERHEAD
-        while self._cache_size > self._cache_limit and self._cache:
-            _, old = self._cache.popitem(last=False)
+        while self._cache_size > self._cache_limit and cache:
+            _, old = cache.popitem(last=False)
             self._cache_size -= len(old) + _CACHE_OVERHEAD
 
     # ------------------------------------------------------------ internals

@@ -18,6 +18,7 @@ all its I/O through; everything else is the real store on real files.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import pytest
 
 from chat import protocol as p
 from chat.dblock import LOCK_FILE
-from chat.fileio import FileLayer, OsFile, OsFileLayer
+from chat.fileio import CHUNK_BYTES, FileLayer, OsFile, OsFileLayer
 from chat.store import ACCOUNTS_FILE, JOURNAL_FILE, USERS_FILE, Store, StoreCorrupt
 
 N_MESSAGES = 6
@@ -960,3 +961,59 @@ def test_a_journal_may_skip_ids_but_never_go_back(tmp_path, original):
     assert (err.value.line, err.value.offset) == (3, starts[1] + starts[3] - starts[2])
     assert "out of sequence" in err.value.reason
     assert (folder / JOURNAL_FILE).read_bytes() == backwards
+
+
+# ---------------------------------------------------------------- (f) reading in chunks
+
+class SmallChunks(OsFileLayer):
+    """The real layer, reading journals in chunks of ``chunk`` bytes instead of a MiB."""
+
+    def __init__(self, chunk: int) -> None:
+        self.chunk = chunk
+
+    def read_chunks(self, reader, chunk: int = CHUNK_BYTES):  # type: ignore[override]
+        return super().read_chunks(reader, self.chunk)
+
+
+def test_read_chunks_gives_whole_lines_with_their_offsets(tmp_path):
+    path = tmp_path / "lines"
+    data = b"a\n" + b"b" * 50 + b"\n\nccc\n" + b"d" * 30      # a long line, an empty one, a tail
+    path.write_bytes(data)
+    files = OsFileLayer()
+    for chunk in (1, 2, 3, 7, 64, 1 << 20):
+        reader = files.open_read(str(path))
+        try:
+            pieces = list(files.read_chunks(reader, chunk))
+        finally:
+            reader.close()
+        assert b"".join(buf for buf, _ in pieces) == data
+        assert [offset for _, offset in pieces] == list(
+            itertools.accumulate([0] + [len(buf) for buf, _ in pieces[:-1]]))
+        assert all(buf.endswith(b"\n") for buf, _ in pieces[:-1])
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 1 << 20])
+def test_chunk_boundaries_change_nothing_in_replay_repair_or_refusal(
+        tmp_path, original, chunk, caplog):
+    journal, users, bodies = original
+    starts = line_starts(journal)
+    files = SmallChunks(chunk)
+    write_db(tmp_path / "intact", journal, users)
+    with Store(tmp_path / "intact", files=files) as s:
+        assert s.history("alice", limit=1000) == bodies
+
+    torn = journal[:starts[-1] + 10]
+    write_db(tmp_path / "torn", torn, users)
+    with caplog.at_level(logging.WARNING, logger="chat.store"):
+        with Store(tmp_path / "torn", files=files) as s:
+            assert s.history("alice", limit=1000) == bodies[:-1]
+    assert f"byte offset {starts[-1]} (line {N_MESSAGES}, 10 bytes" in caplog.text
+    assert (tmp_path / "torn" / JOURNAL_FILE).read_bytes() == journal[:starts[-1]]
+
+    damaged = bytearray(journal)
+    damaged[starts[2] + 20] ^= 0x01
+    write_db(tmp_path / "damaged", bytes(damaged), users)
+    with pytest.raises(StoreCorrupt) as err:
+        Store(tmp_path / "damaged", files=files)
+    assert (err.value.line, err.value.offset) == (3, starts[2])
+    assert (tmp_path / "damaged" / JOURNAL_FILE).read_bytes() == bytes(damaged)
