@@ -31,7 +31,11 @@ MAX_SEARCH_LIMIT = 100
 DEFAULT_SEARCH_LIMIT = 50
 MAX_TOPIC_CHARS = 390
 
+#: Every name an account may have (the version 1 rule): what logins and lookups accept.
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}\Z")
+#: The version 2 rule for new accounts: a name every IRC client accepts as a nick.
+NEW_USERNAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,31}\Z")
+ROOM_RE = re.compile(r"#[A-Za-z0-9_\-]{1,32}\Z")
 
 # Error codes: what programs test. `message` beside them is for humans.
 BAD_JSON = "bad_json"
@@ -49,12 +53,19 @@ UNKNOWN_USER = "unknown_user"
 INVALID_TEXT = "invalid_text"
 UNKNOWN_MESSAGE = "unknown_message"
 SERVER_ERROR = "server_error"
+INVALID_ROOM = "invalid_room"
+ROOM_TAKEN = "room_taken"
+UNKNOWN_ROOM = "unknown_room"
+NOT_A_MEMBER = "not_a_member"
+NOT_INVITED = "not_invited"
+INVALID_TOPIC = "invalid_topic"
 
 ERROR_CODES = frozenset({
     BAD_JSON, BAD_REQUEST, UNKNOWN_OP, FRAME_TOO_LARGE, NOT_LOGGED_IN,
     ALREADY_LOGGED_IN, INVALID_USERNAME, INVALID_PASSWORD, USERNAME_TAKEN,
     AUTH_FAILED, RATE_LIMITED, UNKNOWN_USER, INVALID_TEXT, UNKNOWN_MESSAGE,
-    SERVER_ERROR,
+    SERVER_ERROR, INVALID_ROOM, ROOM_TAKEN, UNKNOWN_ROOM, NOT_A_MEMBER, NOT_INVITED,
+    INVALID_TOPIC,
 })
 
 
@@ -272,17 +283,46 @@ def parse_request(obj: Any) -> Request:
 
 
 def validate_username(name: str) -> None:
-    """The rule for new names; stored v1 names that break the letter rule still load."""
-    if not USERNAME_RE.match(name):
+    """The rule for new names (version 2); stored version 1 names still load and log in."""
+    if not NEW_USERNAME_RE.match(name):
         raise ChatError(
             INVALID_USERNAME,
-            f"a username is 1 to {MAX_USERNAME_CHARS} characters from A-Z a-z 0-9 _ . -",
+            f"a username is 1 to {MAX_USERNAME_CHARS} characters: a letter or _ first, "
+            "then letters, digits, _ or -",
         )
-    if not _HAS_LETTER_OR_DIGIT.search(name):
-        raise ChatError(INVALID_USERNAME, "a username needs at least one letter or digit")
 
 
-_HAS_LETTER_OR_DIGIT = re.compile(r"[A-Za-z0-9]")
+def validate_room_name(name: str) -> None:
+    if not ROOM_RE.match(name):
+        raise ChatError(INVALID_ROOM, "a room name is # and then 1 to 32 characters "
+                                      "from A-Z a-z 0-9 _ -")
+
+
+_TOPIC_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def validate_topic(topic: str) -> None:
+    """0 to 390 characters on one line: no C0/C1 control, DEL, or line/paragraph separator."""
+    if len(topic) > MAX_TOPIC_CHARS:
+        raise ChatError(INVALID_TOPIC, f"a topic is at most {MAX_TOPIC_CHARS} characters")
+    if _TOPIC_FORBIDDEN.search(topic) or _has_surrogate(topic):
+        raise ChatError(INVALID_TOPIC, "a topic is one line with no control characters")
+
+
+def is_room(name: str) -> bool:
+    """Whether the other side of a conversation is a room (``#general``) or a user."""
+    return name.startswith("#")
+
+
+def conversation_key(user: str, other: str) -> str:
+    """The one key a conversation is filed under, whoever looks at it:
+    ``room:#general`` for a room, ``dm:alice|bob`` (case-folded, sorted) for two users."""
+    if is_room(other):
+        return "room:" + other.lower()
+    a, b = sorted((user.lower(), other.lower()))
+    return f"dm:{a}|{b}"
+
+
 #: Look-alikes folded by ``name_skeleton``: digits and letters a reader confuses.
 _SKELETON_CHARS = str.maketrans({"1": "l", "i": "l", "|": "l", "0": "o"})
 

@@ -72,7 +72,9 @@ def test_parse_request_keeps_known_fields_only():
     assert p.request_id_of([1]) is None
 
 
-@pytest.mark.parametrize("name, ok", [("a", True), ("A.b-c_9", True), ("x" * 32, True),
+@pytest.mark.parametrize("name, ok", [("a", True), ("Ab-c_9", True), ("x" * 32, True),
+                                      ("_", True), ("_x-1", True),
+                                      ("A.b", False), ("9lives", False), ("-a", False),
                                       ("", False), ("x" * 33, False), ("a b", False),
                                       ("ä", False), ("a\n", False)])
 def test_validate_username(name, ok):
@@ -126,3 +128,33 @@ def test_history_reply_fits_one_frame(keep_oldest):
     assert got == ([1] if keep_oldest else [5])
     small = [p.message_json(i, "a", "b", "hi", 1.0, None) for i in range(1, 6)]
     assert len(json.loads(p.history_reply(1, small, keep_oldest))["messages"]) == 5
+
+
+@pytest.mark.parametrize("room, ok", [("#general", True), ("#A-b_9", True), ("#" + "x" * 32, True),
+                                      ("#", False), ("general", False), ("#" + "x" * 33, False),
+                                      ("#a.b", False), ("#a b", False), ("##a", False)])
+def test_validate_room_name(room, ok):
+    if ok:
+        p.validate_room_name(room)
+    else:
+        with pytest.raises(p.ChatError) as err:
+            p.validate_room_name(room)
+        assert err.value.code == p.INVALID_ROOM
+
+
+@pytest.mark.parametrize("topic, ok", [("", True), ("x" * 390, True), ("Café ☕ 👨‍👩‍👧", True),
+                                       ("x" * 391, False), ("a\nb", False), ("a\x1bb", False),
+                                       ("a\x85b", False), ("a\u2028b", False), ("a\x7f", False)])
+def test_validate_topic(topic, ok):
+    if ok:
+        p.validate_topic(topic)
+    else:
+        with pytest.raises(p.ChatError) as err:
+            p.validate_topic(topic)
+        assert err.value.code == p.INVALID_TOPIC
+
+
+def test_a_conversation_has_one_key_whoever_looks_at_it():
+    assert p.conversation_key("Alice", "bob") == p.conversation_key("BOB", "alice") == "dm:alice|bob"
+    assert p.conversation_key("alice", "alice") == "dm:alice|alice"
+    assert p.conversation_key("alice", "#General") == "room:#general"

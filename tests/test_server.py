@@ -240,8 +240,8 @@ def test_an_id_with_a_lone_surrogate_is_refused_and_never_echoed(connect):
     c.ok("ping")
 
 
-@pytest.mark.parametrize("name", [".", "..", "-", "_", "-._"])
-def test_a_name_of_punctuation_only_is_refused(connect, name):
+@pytest.mark.parametrize("name", [".", "..", "-", "-._", "1st", "a.b"])
+def test_a_name_that_is_not_a_nick_is_refused(connect, name):
     connect().error("signup", p.INVALID_USERNAME, username=name, password="password1")
 
 
