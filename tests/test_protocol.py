@@ -155,6 +155,7 @@ def test_validate_topic(topic, ok):
 
 
 def test_a_conversation_has_one_key_whoever_looks_at_it():
-    assert p.conversation_key("Alice", "bob") == p.conversation_key("BOB", "alice") == "dm:alice|bob"
+    assert p.conversation_key("Alice", "bob") == "dm:alice|bob"
+    assert p.conversation_key("BOB", "alice") == "dm:alice|bob"
     assert p.conversation_key("alice", "alice") == "dm:alice|alice"
     assert p.conversation_key("alice", "#General") == "room:#general"
