@@ -431,26 +431,62 @@ def ok_reply_raw(req_id: Optional[RequestId], name: str, raw_json: str) -> bytes
     return f'{_id_prefix(req_id)}"ok":true,"{name}":{raw_json}}}\n'.encode("ascii")
 
 
-def history_reply(req_id: Optional[RequestId], messages: List[str], keep_oldest: bool) -> bytes:
-    """A history reply trimmed to fit one frame.
+def _trim_to_frame(req_id: Optional[RequestId], name: str, items: List[str],
+                   keep_oldest: bool) -> Tuple[List[str], bool]:
+    """The items (JSON texts) that fit in one reply frame beside the other fields,
+    from the end that keeps paging correct; and whether any were cut."""
+    budget = MAX_FRAME_BYTES - len(ok_reply_raw(req_id, name, '[],"more":false'))
+    total = sum(len(m) + 1 for m in items)
+    if total <= budget + 1:
+        return items, False
+    ordered = items if keep_oldest else items[::-1]
+    kept: List[str] = []
+    total = 0
+    for item in ordered:
+        total += len(item) + 1
+        if total > budget + 1:
+            break
+        kept.append(item)
+    return (kept if keep_oldest else kept[::-1]), True
+
+
+def history_reply(req_id: Optional[RequestId], messages: List[str], keep_oldest: bool,
+                  more: Optional[bool] = None) -> bytes:
+    """A history (or search) reply trimmed to fit one frame.
 
     A page of long messages can outgrow MAX_FRAME_BYTES; it is cut to the
     messages that fit, from the end that keeps paging correct: the oldest
     ones when paging forwards (``after``), else the newest ones. A single
     message always fits (4,096 characters escaped to at most 12 bytes each).
+    With ``more`` given (version 2), the reply says whether messages exist
+    beyond the page in the paging direction, counting the ones cut here.
     """
-    budget = MAX_FRAME_BYTES - len(ok_reply_raw(req_id, "messages", "[]"))
-    total = sum(len(m) + 1 for m in messages)
-    if total > budget:
-        ordered = messages if keep_oldest else messages[::-1]
-        kept, total = [], 0
-        for msg in ordered:
-            total += len(msg) + 1
-            if total > budget + 1:
-                break
-            kept.append(msg)
-        messages = kept if keep_oldest else kept[::-1]
-    return ok_reply_raw(req_id, "messages", "[" + ",".join(messages) + "]")
+    kept, cut = _trim_to_frame(req_id, "messages", messages, keep_oldest)
+    listed = "[" + ",".join(kept) + "]"
+    if more is not None:
+        listed += ',"more":' + ("true" if more or cut else "false")
+    return ok_reply_raw(req_id, "messages", listed)
+
+
+def list_reply(req_id: Optional[RequestId], name: str, entries: List[Any],
+               limit: Optional[int]) -> bytes:
+    """A reply listing ``entries`` (sorted, already started after ``after``): at most
+    ``limit`` of them, and never more than fit in one frame; ``more`` says whether
+    any were left out (``users``, ``rooms``, ``members``)."""
+    shown = entries if limit is None else entries[:limit]
+    texts = [json.dumps(e, separators=(",", ":")) for e in shown]
+    kept, _ = _trim_to_frame(req_id, name, texts, keep_oldest=True)
+    more = len(kept) < len(entries)
+    return ok_reply_raw(req_id, name, "[" + ",".join(kept) + '],"more":'
+                        + ("true" if more else "false"))
+
+
+def start_after(names: List[str], after: Optional[str]) -> List[str]:
+    """The names (sorted by their lower-cased spelling) that come after ``after``."""
+    if after is None:
+        return names
+    key = after.lower()
+    return [n for n in names if n.lower() > key]
 
 
 def error_reply(req_id: Optional[RequestId], code: str, message: str) -> bytes:
