@@ -13,11 +13,13 @@ import itertools
 import logging
 import queue
 import random
+import secrets
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import protocol as p
 
@@ -32,6 +34,34 @@ class UserInfo:
     username: str
     online: bool
     unread: int
+
+
+@dataclass(frozen=True)
+class RoomInfo:
+    """A room as the server shows it to the caller (protocol version 2)."""
+
+    room: str
+    topic: str
+    private: bool
+    members: int
+    joined: bool
+    unread: int
+    mentions: int
+
+    @classmethod
+    def from_dict(cls, obj: Dict[str, Any]) -> "RoomInfo":
+        return cls(str(obj["room"]), str(obj["topic"]), bool(obj["private"]),
+                   int(obj["members"]), bool(obj["joined"]), int(obj["unread"]),
+                   int(obj["mentions"]))
+
+
+#: The protocol versions this library speaks (version 2 adds rooms and more to 1).
+SUPPORTED_PROTOCOLS = (1, 2)
+
+
+def new_nonce() -> str:
+    """A fresh nonce for a send: a resend with it can never store a second copy."""
+    return secrets.token_hex(12)
 
 
 class _Pending:
@@ -135,7 +165,7 @@ class ChatClient:
             error = hello.get("error") or {}
             raise p.ChatError(str(error.get("code")), str(error.get("message")))
         if (not isinstance(hello, dict) or hello.get("event") != "hello"
-                or hello.get("protocol") != p.PROTOCOL_VERSION):
+                or hello.get("protocol") not in SUPPORTED_PROTOCOLS):
             raise ValueError(f"unexpected greeting {line[:80]!r}")
         return hello, rest
 
@@ -233,16 +263,37 @@ class ChatClient:
         self.request("logout")
         self.username = self._password = None
 
-    def users(self) -> List[UserInfo]:
+    def users(self, after: Optional[str] = None,
+              limit: Optional[int] = None) -> List[UserInfo]:
+        """Accounts sorted by name (a page of them with ``after``/``limit``)."""
+        reply = self.request("users", after=after, limit=limit)
         return [UserInfo(str(u["username"]), bool(u["online"]), int(u["unread"]))
-                for u in self.request("users")["users"]]
+                for u in reply["users"]]
 
     def online(self) -> List[str]:
         return [str(name) for name in self.request("online")["users"]]
 
-    def send(self, to: str, text: str, reply_to: Optional[int] = None) -> p.Message:
-        msg = p.Message.from_dict(self.request("send", to=to, text=text,
-                                               reply_to=reply_to)["message"])
+    def send(self, to: str, text: str, reply_to: Optional[int] = None,
+             nonce: Optional[str] = None) -> p.Message:
+        """Send to a user or a room; stored exactly once, even across a reconnect.
+
+        Every send carries a nonce (a fresh one unless given). If the connection
+        drops before the reply, the send waits for the reconnect and is sent
+        again with the same nonce: the server then answers with the message it
+        already stored, if it did, and stores nothing twice. Gives up (with
+        ConnectionError) after three times ``timeout``.
+        """
+        nonce = nonce or new_nonce()
+        deadline = time.monotonic() + 3 * self.timeout
+        while True:
+            try:
+                reply = self.request("send", to=to, text=text, reply_to=reply_to, nonce=nonce)
+                break
+            except ConnectionError:
+                if not self.reconnect or self._closed or time.monotonic() >= deadline:
+                    raise
+                log.info("the connection dropped during a send; sending it again")
+        msg = p.Message.from_dict(reply["message"])
         self._note_seen(msg.id)
         return msg
 
@@ -252,8 +303,61 @@ class ChatClient:
         reply = self.request("history", **fields)
         return [p.Message.from_dict(m) for m in reply["messages"]]
 
+    def history_page(self, with_user: Optional[str] = None, after: Optional[int] = None,
+                     before: Optional[int] = None,
+                     limit: Optional[int] = None) -> Tuple[List[p.Message], bool]:
+        """One page of history and whether there is more in the paging direction."""
+        fields = {"with": with_user, "after": after, "before": before, "limit": limit}
+        reply = self.request("history", **fields)
+        return [p.Message.from_dict(m) for m in reply["messages"]], bool(reply.get("more"))
+
+    def search(self, query: str, with_user: Optional[str] = None, before: Optional[int] = None,
+               limit: Optional[int] = None) -> Tuple[List[p.Message], bool]:
+        """The newest messages one may see whose text contains ``query`` (any case)."""
+        reply = self.request("search", query=query, before=before, limit=limit,
+                             **{"with": with_user})
+        return [p.Message.from_dict(m) for m in reply["messages"]], bool(reply.get("more"))
+
     def read(self, with_user: str, upto: int) -> None:
+        """Move the read marker of a conversation (a user or a room)."""
         self.request("read", **{"with": with_user, "upto": upto})
+
+    def password(self, old: str, new: str) -> None:
+        """Change the password; reconnects log in with the new one."""
+        self.request("password", old=old, new=new)
+        self._password = new
+
+    # ------------------------------------------------------------ rooms
+
+    def room_create(self, room: str, topic: Optional[str] = None,
+                    private: Optional[bool] = None) -> RoomInfo:
+        reply = self.request("room_create", room=room, topic=topic, private=private)
+        return RoomInfo.from_dict(reply["room"])
+
+    def join(self, room: str) -> RoomInfo:
+        return RoomInfo.from_dict(self.request("join", room=room)["room"])
+
+    def leave(self, room: str) -> None:
+        self.request("leave", room=room)
+
+    def invite(self, room: str, username: str) -> None:
+        self.request("invite", room=room, username=username)
+
+    def topic(self, room: str, topic: str) -> RoomInfo:
+        return RoomInfo.from_dict(self.request("topic", room=room, topic=topic)["room"])
+
+    def rooms(self, after: Optional[str] = None,
+              limit: Optional[int] = None) -> Tuple[List[RoomInfo], bool]:
+        """Public rooms, and private ones one is in or invited to; and whether there are more."""
+        reply = self.request("rooms", after=after, limit=limit)
+        return [RoomInfo.from_dict(r) for r in reply["rooms"]], bool(reply.get("more"))
+
+    def members(self, room: str, after: Optional[str] = None,
+                limit: Optional[int] = None) -> Tuple[List[Tuple[str, bool]], bool]:
+        """(username, online) of a room's members, sorted; and whether there are more."""
+        reply = self.request("members", room=room, after=after, limit=limit)
+        return ([(str(m["username"]), bool(m["online"])) for m in reply["members"]],
+                bool(reply.get("more")))
 
     def ping(self) -> None:
         self.request("ping")
