@@ -528,6 +528,8 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 if __name__ == "__main__":
-    from chat.tui.app import main
+    # ``python -m chat.client`` still starts the terminal client, without the
+    # library importing the TUI (run as a module by name, not imported here).
+    import runpy
 
-    raise SystemExit(main())
+    runpy.run_module("chat.tui", run_name="__main__", alter_sys=True)
