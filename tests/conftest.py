@@ -6,7 +6,24 @@ import subprocess
 
 import pytest
 
+from chat.server import ChatServer
 from tests.support import RawConn, start_server
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Start in-process servers: ``make_server(**ServerConfig overrides)``, each on a
+    fresh database folder unless ``db=`` is given; all stopped at the end of the test."""
+    servers = []
+
+    def _make(db=None, **options) -> ChatServer:
+        server = start_server(db or tmp_path / f"db{len(servers) or ''}", **options)
+        servers.append(server)
+        return server
+
+    yield _make
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

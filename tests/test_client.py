@@ -162,16 +162,12 @@ def test_reply_timeout(clients, chat_server):
 
 
 
-def test_a_refused_connection_says_why(tmp_path):
-    from tests.support import start_server
+def test_a_refused_connection_says_why(make_server):
 
-    server = start_server(tmp_path / "db", max_per_address=1)
-    try:
-        first = ChatClient(*server.address)
-        first.connect()
-        second = ChatClient(*server.address)
-        with pytest.raises(ConnectionError, match="too many connections from your address"):
-            second.connect()
-        first.close()
-    finally:
-        server.stop()
+    server = make_server(max_per_address=1)
+    first = ChatClient(*server.address)
+    first.connect()
+    second = ChatClient(*server.address)
+    with pytest.raises(ConnectionError, match="too many connections from your address"):
+        second.connect()
+    first.close()

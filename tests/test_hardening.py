@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat import protocol as p
-from tests.support import RawConn, ServerProcess, start_server
+from tests.support import RawConn, ServerProcess
 
 # ---------------------------------------------------------------- promise 8: hostile bytes
 
@@ -83,76 +83,70 @@ def test_garbage_connections_leave_everyone_else_served(connect):
     assert bob.event("message")["message"]["text"] == "unaffected"
 
 
-def test_hundreds_of_endless_half_lines(tmp_path):
-    server = start_server(tmp_path / "db", login_timeout=3.0)
-    try:
-        hogs = []
-        for _ in range(300):
-            s = socket.create_connection(server.address)
-            s.sendall(b'{"op":"ping","pad":"' + b"x" * 1000)  # never ends the line
-            hogs.append(s)
-        alice, bob = RawConn(server.address), RawConn(server.address)
-        alice.login("alice")
-        bob.login("bob")
-        start = time.monotonic()
-        alice.ok("send", to="bob", text="through the crowd")
-        assert bob.event("message")["message"]["text"] == "through the crowd"
-        assert time.monotonic() - start < 5
-        # The login deadline clears them out.
-        for s in hogs[:5]:
-            s.settimeout(10)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            assert b"log in within" in data
-        for s in hogs:
-            s.close()
-        alice.close()
-        bob.close()
-    finally:
-        server.stop()
+def test_hundreds_of_endless_half_lines(make_server):
+    server = make_server(login_timeout=3.0)
+    hogs = []
+    for _ in range(300):
+        s = socket.create_connection(server.address)
+        s.sendall(b'{"op":"ping","pad":"' + b"x" * 1000)  # never ends the line
+        hogs.append(s)
+    alice, bob = RawConn(server.address), RawConn(server.address)
+    alice.login("alice")
+    bob.login("bob")
+    start = time.monotonic()
+    alice.ok("send", to="bob", text="through the crowd")
+    assert bob.event("message")["message"]["text"] == "through the crowd"
+    assert time.monotonic() - start < 5
+    # The login deadline clears them out.
+    for s in hogs[:5]:
+        s.settimeout(10)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert b"log in within" in data
+    for s in hogs:
+        s.close()
+    alice.close()
+    bob.close()
 
 
 # ---------------------------------------------------------------- promise 5: slow readers
 
-def test_a_client_that_never_reads_cannot_stall_anyone(tmp_path, caplog):
+def test_a_client_that_never_reads_cannot_stall_anyone(make_server, caplog):
     limit = 256 * 1024
-    server = start_server(tmp_path / "db", outbox_limit=limit)
-    try:
-        stuck = RawConn(server.address)
-        stuck.login("stuck")
-        stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sender, carol, dave = (RawConn(server.address) for _ in range(3))
-        sender.login("sender")
-        carol.login("carol")
-        dave.login("dave")
-        text = "y" * 4000
-        slowest = 0.0
-        sent = 0
-        for i in range(1500):  # ~6 MB at the stuck reader: past its limit and the kernel's buffers
-            t0 = time.monotonic()
-            sender.ok("send", to="stuck", text=text)
-            slowest = max(slowest, time.monotonic() - t0)
-            sent += 1
-            if i % 100 == 0:
-                carol.ok("send", to="dave", text=f"other conversation {i}")
-                assert dave.event("message")["message"]["text"] == f"other conversation {i}"
-        assert slowest < 2.0, f"a send waited {slowest:.2f} s on a reader that never reads"
-        deadline = time.monotonic() + 5
-        while "not reading" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "not reading" in caplog.text
-        # The stuck user gets everything later through history.
-        later = RawConn(server.address)
-        later.ok("login", username="stuck", password="password1")
-        assert len(later.all_history(with_="sender")) == sent
-        for conn in (stuck, sender, carol, dave, later):
-            conn.close()
-    finally:
-        server.stop()
+    server = make_server(outbox_limit=limit)
+    stuck = RawConn(server.address)
+    stuck.login("stuck")
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sender, carol, dave = (RawConn(server.address) for _ in range(3))
+    sender.login("sender")
+    carol.login("carol")
+    dave.login("dave")
+    text = "y" * 4000
+    slowest = 0.0
+    sent = 0
+    for i in range(1500):  # ~6 MB at the stuck reader: past its limit and the kernel's buffers
+        t0 = time.monotonic()
+        sender.ok("send", to="stuck", text=text)
+        slowest = max(slowest, time.monotonic() - t0)
+        sent += 1
+        if i % 100 == 0:
+            carol.ok("send", to="dave", text=f"other conversation {i}")
+            assert dave.event("message")["message"]["text"] == f"other conversation {i}"
+    assert slowest < 2.0, f"a send waited {slowest:.2f} s on a reader that never reads"
+    deadline = time.monotonic() + 5
+    while "not reading" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "not reading" in caplog.text
+    # The stuck user gets everything later through history.
+    later = RawConn(server.address)
+    later.ok("login", username="stuck", password="password1")
+    assert len(later.all_history(with_="sender")) == sent
+    for conn in (stuck, sender, carol, dave, later):
+        conn.close()
 
 
 # ---------------------------------------------------------------- promise 1: kill -9
@@ -215,53 +209,47 @@ def tls_connect(address, cert):
     return context.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
-def test_tls_round_trip(tmp_path, certificate):
+def test_tls_round_trip(make_server, certificate):
     cert, key = certificate
-    server = start_server(tmp_path / "db", tls_cert=cert, tls_key=key)
-    try:
-        conns = []
-        for name in ("alice", "bob"):
-            conn = RawConn.__new__(RawConn)
-            conn.sock = tls_connect(server.address, cert)
-            conn.decoder = p.FrameDecoder()
-            conn.frames, conn.events, conn._next_id = [], [], 0
-            assert conn.recv()["event"] == "hello"
-            conn.login(name)
-            conns.append(conn)
-        alice, bob = conns
-        for i in range(50):
-            alice.ok("send", to="bob", text=f"secret {i}" + "z" * 3000)
-        for i in range(50):
-            assert bob.event("message")["message"]["text"].startswith(f"secret {i}")
-        page = alice.ok("history", with_="bob", limit=1000)["messages"]
-        assert page[-1]["text"].startswith("secret 49") and 10 < len(page) < 50  # one frame
-        plain = socket.create_connection(server.address, timeout=5)
-        plain.sendall(b'{"op":"ping"}\n')
-        assert b'"ok"' not in plain.recv(4096)  # plaintext gets no service
-        plain.close()
-        for conn in conns:
-            conn.close()
-    finally:
-        server.stop()
+    server = make_server(tls_cert=cert, tls_key=key)
+    conns = []
+    for name in ("alice", "bob"):
+        conn = RawConn.__new__(RawConn)
+        conn.sock = tls_connect(server.address, cert)
+        conn.decoder = p.FrameDecoder()
+        conn.frames, conn.events, conn._next_id = [], [], 0
+        assert conn.recv()["event"] == "hello"
+        conn.login(name)
+        conns.append(conn)
+    alice, bob = conns
+    for i in range(50):
+        alice.ok("send", to="bob", text=f"secret {i}" + "z" * 3000)
+    for i in range(50):
+        assert bob.event("message")["message"]["text"].startswith(f"secret {i}")
+    page = alice.ok("history", with_="bob", limit=1000)["messages"]
+    assert page[-1]["text"].startswith("secret 49") and 10 < len(page) < 50  # one frame
+    plain = socket.create_connection(server.address, timeout=5)
+    plain.sendall(b'{"op":"ping"}\n')
+    assert b'"ok"' not in plain.recv(4096)  # plaintext gets no service
+    plain.close()
+    for conn in conns:
+        conn.close()
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
-def test_tls_refuses_old_protocol_versions(tmp_path, certificate):
+def test_tls_refuses_old_protocol_versions(make_server, certificate):
     cert, key = certificate
-    server = start_server(tmp_path / "db", tls_cert=cert, tls_key=key)
+    server = make_server(tls_cert=cert, tls_key=key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(str(cert))
     try:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.load_verify_locations(str(cert))
-        try:
-            context.maximum_version = ssl.TLSVersion.TLSv1_1
-        except (ValueError, ssl.SSLError):
-            pytest.skip("this OpenSSL cannot even offer TLS 1.1")
-        raw = socket.create_connection(server.address, timeout=5)
-        with pytest.raises((ssl.SSLError, OSError)):
-            context.wrap_socket(raw, server_hostname="127.0.0.1").recv(10)
-        raw.close()
-    finally:
-        server.stop()
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    except (ValueError, ssl.SSLError):
+        pytest.skip("this OpenSSL cannot even offer TLS 1.1")
+    raw = socket.create_connection(server.address, timeout=5)
+    with pytest.raises((ssl.SSLError, OSError)):
+        context.wrap_socket(raw, server_hostname="127.0.0.1").recv(10)
+    raw.close()
 
 
 def test_warns_without_tls_on_a_public_address(tmp_path):
@@ -272,18 +260,15 @@ def test_warns_without_tls_on_a_public_address(tmp_path):
         proc.terminate()
 
 
-def test_client_library_over_tls(tmp_path, certificate):
+def test_client_library_over_tls(make_server, certificate):
     from chat.client import ChatClient
 
     cert, key = certificate
-    server = start_server(tmp_path / "db", tls_cert=cert, tls_key=key)
-    try:
-        host, port = server.address
-        with ChatClient.connect_as(host, port, "alice", "password1", signup=True,
-                                   tls=True, tls_ca=str(cert)) as alice:
-            assert alice.send("alice", "note to self over TLS").text == "note to self over TLS"
-        untrusting = ChatClient(host, port, tls=True, timeout=5)  # system CAs only
-        with pytest.raises(ConnectionError):
-            untrusting.connect()
-    finally:
-        server.stop()
+    server = make_server(tls_cert=cert, tls_key=key)
+    host, port = server.address
+    with ChatClient.connect_as(host, port, "alice", "password1", signup=True,
+                               tls=True, tls_ca=str(cert)) as alice:
+        assert alice.send("alice", "note to self over TLS").text == "note to self over TLS"
+    untrusting = ChatClient(host, port, tls=True, timeout=5)  # system CAs only
+    with pytest.raises(ConnectionError):
+        untrusting.connect()

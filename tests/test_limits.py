@@ -124,28 +124,25 @@ def test_an_attack_from_a_shared_address_never_refuses_another_users_right_passw
         server.stop()
 
 
-def test_signups_from_one_address_are_throttled_while_messages_flow(tmp_path):
-    server = start_server(tmp_path / "db", signup_rate=0.1, signup_burst=5)
-    try:
-        alice, bob = RawConn(server.address), RawConn(server.address)
-        alice.login("alice")
-        bob.login("bob")
-        spammer = RawConn(server.address)
-        outcomes = []
-        for i in range(200):
-            reply = spammer.request("signup", username=f"spam{i}", password="password1")
-            outcomes.append("ok" if reply["ok"] else reply["error"]["code"])
-            if i % 20 == 0:
-                alice.ok("send", to="bob", text=f"still flowing {i}")
-                assert bob.event("message")["message"]["text"] == f"still flowing {i}"
-        assert outcomes.count("ok") <= 3 + 1, outcomes[:10]   # 5 in the burst, 2 used above
-        assert outcomes.count(p.RATE_LIMITED) >= 195
-        refusal = spammer.error("signup", p.RATE_LIMITED, username="spam-x", password="password1")
-        assert "try again in" in refusal["error"]["message"]
-        for conn in (alice, bob, spammer):
-            conn.close()
-    finally:
-        server.stop()
+def test_signups_from_one_address_are_throttled_while_messages_flow(make_server):
+    server = make_server(signup_rate=0.1, signup_burst=5)
+    alice, bob = RawConn(server.address), RawConn(server.address)
+    alice.login("alice")
+    bob.login("bob")
+    spammer = RawConn(server.address)
+    outcomes = []
+    for i in range(200):
+        reply = spammer.request("signup", username=f"spam{i}", password="password1")
+        outcomes.append("ok" if reply["ok"] else reply["error"]["code"])
+        if i % 20 == 0:
+            alice.ok("send", to="bob", text=f"still flowing {i}")
+            assert bob.event("message")["message"]["text"] == f"still flowing {i}"
+    assert outcomes.count("ok") <= 3 + 1, outcomes[:10]   # 5 in the burst, 2 used above
+    assert outcomes.count(p.RATE_LIMITED) >= 195
+    refusal = spammer.error("signup", p.RATE_LIMITED, username="spam-x", password="password1")
+    assert "try again in" in refusal["error"]["message"]
+    for conn in (alice, bob, spammer):
+        conn.close()
 
 
 def test_a_throttled_account_recovers_and_one_attempt_is_checked_at_a_time():
@@ -178,74 +175,62 @@ def test_a_throttled_account_recovers_and_one_attempt_is_checked_at_a_time():
 
 # ---------------------------------------------------------------- per-user limits
 
-def test_the_send_limit_is_per_user_over_all_their_connections(tmp_path):
-    server = start_server(tmp_path / "db", msg_rate=0.5, msg_burst=10)
-    try:
-        RawConn(server.address).login("bob")
-        conns = [RawConn(server.address) for _ in range(5)]
-        conns[0].login("mallory")
-        for conn in conns[1:]:
-            conn.login("mallory", signup=False)
-        accepted = 0
-        for _ in range(10):
-            for conn in conns:
-                reply = conn.request("send", to="bob", text="flood")
-                accepted += reply["ok"]
-                assert reply["ok"] or reply["error"]["code"] == p.RATE_LIMITED
-        assert accepted <= 12, accepted   # one burst in all, not one per connection
-    finally:
-        server.stop()
+def test_the_send_limit_is_per_user_over_all_their_connections(make_server):
+    server = make_server(msg_rate=0.5, msg_burst=10)
+    RawConn(server.address).login("bob")
+    conns = [RawConn(server.address) for _ in range(5)]
+    conns[0].login("mallory")
+    for conn in conns[1:]:
+        conn.login("mallory", signup=False)
+    accepted = 0
+    for _ in range(10):
+        for conn in conns:
+            reply = conn.request("send", to="bob", text="flood")
+            accepted += reply["ok"]
+            assert reply["ok"] or reply["error"]["code"] == p.RATE_LIMITED
+    assert accepted <= 12, accepted   # one burst in all, not one per connection
 
 
-def test_read_is_rate_limited(tmp_path):
-    server = start_server(tmp_path / "db", read_rate=0.5, read_burst=3)
-    try:
-        alice, bob = RawConn(server.address), RawConn(server.address)
-        alice.login("alice")
-        bob.login("bob")
-        msg_ids = [alice.ok("send", to="bob", text=f"m{i}")["message"]["id"] for i in range(10)]
-        codes = [bob.request("read", with_="alice", upto=i) for i in msg_ids]
-        assert sum(r["ok"] for r in codes) <= 4
-        assert any(not r["ok"] and r["error"]["code"] == p.RATE_LIMITED for r in codes)
-    finally:
-        server.stop()
+def test_read_is_rate_limited(make_server):
+    server = make_server(read_rate=0.5, read_burst=3)
+    alice, bob = RawConn(server.address), RawConn(server.address)
+    alice.login("alice")
+    bob.login("bob")
+    msg_ids = [alice.ok("send", to="bob", text=f"m{i}")["message"]["id"] for i in range(10)]
+    codes = [bob.request("read", with_="alice", upto=i) for i in msg_ids]
+    assert sum(r["ok"] for r in codes) <= 4
+    assert any(not r["ok"] and r["error"]["code"] == p.RATE_LIMITED for r in codes)
 
 
-def test_a_user_over_the_storage_quota_is_refused_and_others_go_on(tmp_path):
-    server = start_server(tmp_path / "db", user_quota=4000)
-    try:
-        alice, bob = RawConn(server.address), RawConn(server.address)
-        alice.login("alice")
-        bob.login("bob")
-        sent = 0
-        for _ in range(10):
-            reply = alice.request("send", to="bob", text="q" * 1000)
-            if not reply["ok"]:
-                assert reply["error"]["code"] == p.RATE_LIMITED
-                assert "most this server allows" in reply["error"]["message"]
-                break
-            sent += 1
-        assert 1 <= sent <= 4
-        bob.ok("send", to="alice", text="bob still may")
-    finally:
-        server.stop()
+def test_a_user_over_the_storage_quota_is_refused_and_others_go_on(make_server):
+    server = make_server(user_quota=4000)
+    alice, bob = RawConn(server.address), RawConn(server.address)
+    alice.login("alice")
+    bob.login("bob")
+    sent = 0
+    for _ in range(10):
+        reply = alice.request("send", to="bob", text="q" * 1000)
+        if not reply["ok"]:
+            assert reply["error"]["code"] == p.RATE_LIMITED
+            assert "most this server allows" in reply["error"]["message"]
+            break
+        sent += 1
+    assert 1 <= sent <= 4
+    bob.ok("send", to="alice", text="bob still may")
 
 
 # ---------------------------------------------------------------- bounded memory
 
-def test_a_peer_that_never_logs_in_cannot_pin_megabytes(tmp_path, caplog):
+def test_a_peer_that_never_logs_in_cannot_pin_megabytes(make_server, caplog):
     caplog.set_level(logging.INFO)
-    server = start_server(tmp_path / "db")
-    try:
-        hog = unread_pings(server.address, 100)   # 6 MB of replies, ~3 MB past the kernel's
-        assert wait_for(lambda: "not reading" in caplog.text, 10), caplog.text[-2000:]
-        assert server.outbox_budget.queued < server.config.prelogin_outbox_limit * 2
-        alice = RawConn(server.address)
-        alice.login("alice")
-        hog.close()
-        alice.close()
-    finally:
-        server.stop()
+    server = make_server()
+    hog = unread_pings(server.address, 100)   # 6 MB of replies, ~3 MB past the kernel's
+    assert wait_for(lambda: "not reading" in caplog.text, 10), caplog.text[-2000:]
+    assert server.outbox_budget.queued < server.config.prelogin_outbox_limit * 2
+    alice = RawConn(server.address)
+    alice.login("alice")
+    hog.close()
+    alice.close()
 
 
 def test_the_outbox_budget_drops_the_biggest_queues_together(tmp_path, caplog):

@@ -96,36 +96,30 @@ def test_throttle_over_the_wire_recovers(tmp_path):
         server.stop()
 
 
-def test_total_connection_cap_says_why_and_others_go_on(tmp_path):
-    server = start_server(tmp_path / "db", max_connections=2)
-    try:
-        a, b = RawConn(server.address), RawConn(server.address)
-        refused = RawConn(server.address, read_hello=False)
-        frame = refused.recv()
-        assert frame["error"]["code"] == p.RATE_LIMITED
-        assert "too many connections" in frame["error"]["message"]
-        assert refused.recv() is None
-        a.login("alice")
-        b.login("bob")
-        a.ok("send", to="bob", text="still served")
-        assert b.event("message")["message"]["text"] == "still served"
-        for conn in (a, b, refused):
-            conn.close()
-    finally:
-        server.stop()
+def test_total_connection_cap_says_why_and_others_go_on(make_server):
+    server = make_server(max_connections=2)
+    a, b = RawConn(server.address), RawConn(server.address)
+    refused = RawConn(server.address, read_hello=False)
+    frame = refused.recv()
+    assert frame["error"]["code"] == p.RATE_LIMITED
+    assert "too many connections" in frame["error"]["message"]
+    assert refused.recv() is None
+    a.login("alice")
+    b.login("bob")
+    a.ok("send", to="bob", text="still served")
+    assert b.event("message")["message"]["text"] == "still served"
+    for conn in (a, b, refused):
+        conn.close()
 
 
-def test_a_vanished_peer_goes_offline(tmp_path):
-    server = start_server(tmp_path / "db")
-    try:
-        watcher, ghost = RawConn(server.address), RawConn(server.address)
-        watcher.login("watcher")
-        ghost.login("ghost")
-        assert watcher.event("presence")["online"] is True
-        ghost.sock.close()  # no logout: the connection just disappears
-        assert watcher.event("presence") == {"event": "presence", "username": "ghost",
-                                             "online": False}
-        assert watcher.ok("online")["users"] == ["watcher"]
-        watcher.close()
-    finally:
-        server.stop()
+def test_a_vanished_peer_goes_offline(make_server):
+    server = make_server()
+    watcher, ghost = RawConn(server.address), RawConn(server.address)
+    watcher.login("watcher")
+    ghost.login("ghost")
+    assert watcher.event("presence")["online"] is True
+    ghost.sock.close()  # no logout: the connection just disappears
+    assert watcher.event("presence") == {"event": "presence", "username": "ghost",
+                                         "online": False}
+    assert watcher.ok("online")["users"] == ["watcher"]
+    watcher.close()

@@ -273,19 +273,16 @@ def test_largest_frame_is_accepted(connect):
     assert c.reply() == {"id": 1, "ok": True}
 
 
-def test_send_rate_limit(tmp_path):
-    server = start_server(tmp_path / "db", msg_rate=1.0, msg_burst=3)
-    try:
-        a, b = RawConn(server.address), RawConn(server.address)
-        a.login("alice")
-        b.login("bob")
-        codes = [a.request("send", to="bob", text="x").get("error", {}).get("code")
-                 for _ in range(5)]
-        assert codes[:3] == [None] * 3 and codes[-1] == p.RATE_LIMITED
-        a.close()
-        b.close()
-    finally:
-        server.stop()
+def test_send_rate_limit(make_server):
+    server = make_server(msg_rate=1.0, msg_burst=3)
+    a, b = RawConn(server.address), RawConn(server.address)
+    a.login("alice")
+    b.login("bob")
+    codes = [a.request("send", to="bob", text="x").get("error", {}).get("code")
+             for _ in range(5)]
+    assert codes[:3] == [None] * 3 and codes[-1] == p.RATE_LIMITED
+    a.close()
+    b.close()
 
 
 def test_server_error_is_answered_and_logged(chat_server, connect, monkeypatch, caplog):
@@ -300,32 +297,26 @@ def test_server_error_is_answered_and_logged(chat_server, connect, monkeypatch, 
     alice.ok("ping")
 
 
-def test_connection_limit_per_address(tmp_path):
-    server = start_server(tmp_path / "db", max_per_address=2)
-    try:
-        a, b = RawConn(server.address), RawConn(server.address)
-        c = RawConn(server.address, read_hello=False)
-        reply = c.recv()
-        assert reply["ok"] is False and reply["error"]["code"] == p.RATE_LIMITED
-        assert "too many connections" in reply["error"]["message"]
-        assert c.recv() is None
-        a.ok("ping")
-        for conn in (a, b, c):
-            conn.close()
-    finally:
-        server.stop()
+def test_connection_limit_per_address(make_server):
+    server = make_server(max_per_address=2)
+    a, b = RawConn(server.address), RawConn(server.address)
+    c = RawConn(server.address, read_hello=False)
+    reply = c.recv()
+    assert reply["ok"] is False and reply["error"]["code"] == p.RATE_LIMITED
+    assert "too many connections" in reply["error"]["message"]
+    assert c.recv() is None
+    a.ok("ping")
+    for conn in (a, b, c):
+        conn.close()
 
 
-def test_login_deadline(tmp_path):
-    server = start_server(tmp_path / "db", login_timeout=0.5)
-    try:
-        c = RawConn(server.address)
-        reply = c.recv()
-        assert reply["ok"] is False and "log in within" in reply["error"]["message"]
-        assert c.recv() is None
-        c.close()
-    finally:
-        server.stop()
+def test_login_deadline(make_server):
+    server = make_server(login_timeout=0.5)
+    c = RawConn(server.address)
+    reply = c.recv()
+    assert reply["ok"] is False and "log in within" in reply["error"]["message"]
+    assert c.recv() is None
+    c.close()
 
 
 # ---------------------------------------------------------------- concurrency
