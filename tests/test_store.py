@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from chat import protocol as p
 from chat.dblock import DatabaseLocked
-from chat.fileio import OsFile, OsFileLayer
 from chat.store import Store, StoreCorrupt, User
+from chat.store.fileio import OsFile, OsFileLayer
 
 
 class Clock:

@@ -32,8 +32,8 @@ import pytest
 
 from chat import protocol as p
 from chat.dblock import LOCK_FILE
-from chat.fileio import CHUNK_BYTES, FileLayer, OsFile, OsFileLayer
 from chat.store import ACCOUNTS_FILE, JOURNAL_FILE, USERS_FILE, Store, StoreCorrupt
+from chat.store.fileio import CHUNK_BYTES, FileLayer, OsFile, OsFileLayer
 
 N_MESSAGES = 6
 
@@ -426,6 +426,150 @@ def test_changes_the_snapshot_already_holds_are_skipped(tmp_path, with_changes):
         assert s.get_user("frank") is not None
 
 
+# ---------------------------------------------------------------- (c3) room changes
+
+#: Room changes on top of ``original``, one accounts-journal line each.
+ROOM_STEPS: List[Callable[[Store], object]] = [
+    lambda s: s.create_room("alice", "#General", "hi"),
+    lambda s: s.create_room("bob", "#secret", private=True),
+    lambda s: s.join_room("bob", "#general"),
+    lambda s: s.invite("bob", "#secret", "alice"),
+    lambda s: s.set_topic("bob", "#general", "new topic"),
+    lambda s: s.leave_room("alice", "#general"),
+]
+
+
+def room_state(s: Store) -> Tuple:
+    """Everything about the rooms of ``original`` that a room change can change."""
+    rooms = [s.get_room(name) for name in ("#general", "#secret")]
+    return (tuple(rooms), tuple(s.rooms_of(u) for u in ("alice", "bob")),
+            tuple(s.read_marker(u, "#general") for u in ("alice", "bob")))
+
+
+@pytest.fixture
+def with_rooms(tmp_path, original) -> Tuple[bytes, bytes, bytes, List[Tuple]]:
+    """``original`` plus ROOM_STEPS: (journal, users, accounts, room state after each step)."""
+    journal, users, _ = original
+    folder = tmp_path / "rooms"
+    write_db(folder, journal, users)
+    states = []
+    with Store(folder, clock=lambda: 1_700_000_000.5) as s:
+        states.append(room_state(s))
+        for step in ROOM_STEPS:
+            step(s)
+            states.append(room_state(s))
+    accounts = (folder / ACCOUNTS_FILE).read_bytes()
+    assert accounts.count(b"\n") == len(ROOM_STEPS)
+    return journal, users, accounts, states
+
+
+def test_an_accounts_journal_torn_in_any_room_change_loses_only_that_change(
+        tmp_path, with_rooms, caplog):
+    journal, users, accounts, states = with_rooms
+    starts = line_starts(accounts) + [len(accounts)]
+    for step in range(len(ROOM_STEPS)):
+        start, end = starts[step], starts[step + 1]
+        for cut in sorted({start + 1, start + 9, (start + end) // 2, end - 2, end - 1}):
+            folder = tmp_path / f"cut{cut}"
+            write_db(folder, journal, users, accounts[:cut])
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="chat.store"):
+                s = Store(folder, clock=lambda: 1_700_000_000.5)
+            with s:
+                assert f"byte offset {start}" in caplog.text
+                assert room_state(s) == states[step], (step, cut)
+                ROOM_STEPS[step](s)                       # and it can be done again
+                assert room_state(s) == states[step + 1]
+            with Store(folder) as again:
+                assert room_state(again) == states[step + 1]
+
+
+def test_a_flipped_byte_in_a_middle_room_change_is_refused_and_the_files_left_alone(
+        tmp_path, with_rooms):
+    journal, users, accounts, _ = with_rooms
+    starts = line_starts(accounts)
+    line = 2                                             # the private room
+    for offset in range(starts[line - 1], starts[line], 3):
+        damaged = bytearray(accounts)
+        damaged[offset] ^= 0x01
+        folder = tmp_path / f"flip{offset}"
+        write_db(folder, journal, users, bytes(damaged))
+        with pytest.raises(StoreCorrupt) as err:
+            Store(folder)
+        assert (err.value.line, err.value.offset) == (line, starts[line - 1])
+        assert (folder / ACCOUNTS_FILE).read_bytes() == bytes(damaged)
+        assert (folder / USERS_FILE).read_bytes() == users
+
+
+ROOM = {"op": "room", "name": "#other", "topic": "", "private": False, "by": "bob",
+        "created": 1.0}
+
+
+@pytest.mark.parametrize("extra, reason", [
+    ({**ROOM, "name": "#GENERAL"}, "second room"),
+    ({**ROOM, "name": "other"}, "bad name"),
+    ({**ROOM, "by": "nobody"}, "bad room"),
+    ({**ROOM, "private": "no"}, "bad room"),
+    ({**ROOM, "topic": "two\nlines"}, "one line"),
+    ({"op": "join", "user": "bob", "room": "#nowhere", "upto": 0}, "no room"),
+    ({"op": "join", "user": "nobody", "room": "#general", "upto": 0}, "no account"),
+    ({"op": "join", "user": "bob", "room": "#general"}, "not a number"),
+    ({"op": "leave", "user": "bob", "room": "#nowhere"}, "no room"),
+    ({"op": "invite", "user": "nobody", "room": "#secret", "by": "bob"}, "no account"),
+    ({"op": "topic", "room": "#general", "topic": 3, "by": "bob"}, "not a string"),
+    ({"op": "read", "user": "bob", "peer": "#nowhere", "upto": 1}, "no account or room"),
+], ids=["second-room", "bad-name", "unknown-creator", "bad-private", "bad-topic",
+        "join-no-room", "join-no-user", "join-no-marker", "leave-no-room", "invite-no-user",
+        "topic-not-a-string", "read-no-room"])
+def test_an_intact_room_change_that_does_not_fit_is_refused(tmp_path, with_rooms, extra,
+                                                            reason):
+    journal, users, accounts, _ = with_rooms
+    damaged = accounts + change_line({"seq": 99, **extra})
+    folder = tmp_path / "db"
+    write_db(folder, journal, users, damaged)
+    with pytest.raises(StoreCorrupt) as err:
+        Store(folder)
+    assert (err.value.line, err.value.offset) == (len(ROOM_STEPS) + 1, len(accounts))
+    assert reason in err.value.reason
+    assert (folder / ACCOUNTS_FILE).read_bytes() == damaged
+
+
+@pytest.mark.parametrize("rooms", [
+    b'[]',
+    b'{"#a": {"name": "#b", "topic": "", "private": false, "created": 1, "by": "alice",'
+    b' "members": [], "invited": []}}',
+    b'{"#a": {"name": "#a", "topic": "", "private": false, "created": 1, "by": "alice",'
+    b' "members": ["nobody"], "invited": []}}',
+    b'{"#a": {"name": "#a", "topic": "", "private": 0, "created": 1, "by": "alice",'
+    b' "members": [], "invited": []}}',
+], ids=["not-an-object", "key-mismatch", "unknown-member", "bad-private"])
+def test_a_users_file_with_bad_rooms_is_refused(tmp_path, original, rooms):
+    journal, users, _ = original
+    damaged = users.rstrip()[:-1] + b',"rooms":' + rooms + b"}\n"
+    folder = tmp_path / "db"
+    write_db(folder, journal, damaged)
+    with pytest.raises(StoreCorrupt) as err:
+        Store(folder)
+    assert err.value.path == str(folder / USERS_FILE)
+    assert (folder / USERS_FILE).read_bytes() == damaged
+
+
+def test_a_compaction_carries_the_rooms_and_the_crash_between_its_steps_is_harmless(
+        tmp_path, with_rooms):
+    journal, users, accounts, states = with_rooms
+    folder = tmp_path / "db"
+    write_db(folder, journal, users, accounts)
+    with Store(folder) as s:
+        assert s.compact_accounts()
+    snapshot = (folder / USERS_FILE).read_bytes()
+    assert b'"rooms"' in snapshot and (folder / ACCOUNTS_FILE).read_bytes() == b""
+    for kept in (b"", accounts):                # the journal switched, or not yet
+        crashed = tmp_path / f"crashed{len(kept)}"
+        write_db(crashed, journal, snapshot, kept)
+        with Store(crashed) as s:
+            assert room_state(s) == states[-1]
+
+
 # ---------------------------------------------------------------- (d) power loss
 
 class PowerCut(OSError):
@@ -683,36 +827,54 @@ def test_a_power_cut_loses_nothing_acknowledged(seed):
     run_until_power_cut(seed)
 
 
-ACCOUNT_CHANGES = ["carol", "marker", "compact", "hash", "dave", "compact", "erin"]
+def _compact(store: Store) -> None:
+    store.compact_accounts()             # never raises: a failed one is logged
+
+
+#: Account and room changes, in order: (name, how to make it, whether a store holds it;
+#: None for compactions, which change nothing anyone sees). Each holds-test stays true
+#: once its change is made, so what a disk holds can be checked to be a prefix.
+ACCOUNT_CHANGES: List[Tuple[str, Callable[[Store], object], Optional[Callable[[Store], bool]]]] = [
+    ("carol", lambda s: s.add_user("carol", "h"), lambda s: s.get_user("carol") is not None),
+    ("marker", lambda s: s.mark_read("bob", "alice", 1),
+     lambda s: s.read_marker("bob", "alice") == 1),
+    ("compact", _compact, None),
+    ("room", lambda s: s.create_room("alice", "#r", "t1"), lambda s: s.get_room("#r") is not None),
+    ("hash", lambda s: s.set_password_hash("alice", "h2"),
+     lambda s: s.get_user("alice").password_hash == "h2"),
+    ("join", lambda s: s.join_room("bob", "#r"), lambda s: s.is_member("bob", "#r")),
+    ("dave", lambda s: s.add_user("dave", "h"), lambda s: s.get_user("dave") is not None),
+    ("compact", _compact, None),
+    ("private", lambda s: s.create_room("bob", "#p", private=True),
+     lambda s: s.get_room("#p") is not None),
+    ("invite", lambda s: s.invite("bob", "#p", "carol"), lambda s: s.is_invited("carol", "#p")),
+    ("topic", lambda s: s.set_topic("alice", "#r", "t2"),
+     lambda s: s.get_room("#r") is not None and s.get_room("#r").topic == "t2"),
+    ("compact", _compact, None),
+    ("leave", lambda s: s.leave_room("alice", "#r"),
+     lambda s: s.get_room("#r") is not None and not s.is_member("alice", "#r")),
+    ("erin", lambda s: s.add_user("erin", "h"), lambda s: s.get_user("erin") is not None),
+]
+WANTED = [name for name, _, holds in ACCOUNT_CHANGES if holds is not None]
 
 
 def make_account_changes(store: Store, acked: List[str]) -> None:
-    """Sign-ups, a marker move, a hash change and compactions, in order, until one fails."""
-    for change in ACCOUNT_CHANGES:
-        if change == "marker":
-            store.mark_read("bob", "alice", 1)
-        elif change == "hash":
-            store.set_password_hash("alice", "h2")
-        elif change == "compact":
-            store.compact_accounts()             # never raises: a failed one is logged
-            continue
-        else:
-            store.add_user(change, "h")
-        acked.append(change)
+    """The changes of ACCOUNT_CHANGES, in order, until one fails."""
+    for name, make, holds in ACCOUNT_CHANGES:
+        make(store)
+        if holds is not None:
+            acked.append(name)
 
 
 def changes_found(store: Store) -> List[str]:
-    found = {"marker": store.read_marker("bob", "alice") == 1,
-             "hash": store.get_user("alice").password_hash == "h2"}
-    found.update((name, store.get_user(name) is not None) for name in ("carol", "dave", "erin"))
-    return [change for change in ACCOUNT_CHANGES if change != "compact" and found[change]]
+    return [name for name, _, holds in ACCOUNT_CHANGES if holds is not None and holds(store)]
 
 
 def test_a_power_cut_at_every_step_of_account_changes_and_compactions_leaves_old_or_new():
     """With the power cut before each disk operation in turn: the disk as it comes back
     holds a prefix of the changes (never a mix), and at least every acknowledged one."""
     cuts = 0
-    for cut_at in range(1, 400):
+    for cut_at in range(1, 1000):
         disk = SimDisk()
         store = Store("db", files=disk)
         store.add_user("alice", "h")
@@ -729,14 +891,13 @@ def test_a_power_cut_at_every_step_of_account_changes_and_compactions_leaves_old
             break
         with Store("db", files=disk.image) as again:
             found = changes_found(again)
-            wanted = [c for c in ACCOUNT_CHANGES if c != "compact"]
-            assert found == wanted[:len(found)], (cut_at, found)
+            assert found == WANTED[:len(found)], (cut_at, found)
             assert found[:len(acked)] == acked, (cut_at, found, acked)
             assert not [n for n in disk.image.list_dir("db") if n.endswith(".tmp")]
             again.add_user("frank", "h")          # and the journal takes changes again
     else:
         pytest.fail("the changes never finished")
-    assert cuts >= 15                           # journal writes, fsyncs, both replacements
+    assert cuts >= 30                           # journal writes, fsyncs, both replacements
 
 
 def test_nothing_is_acknowledged_before_its_fsync():

@@ -17,8 +17,8 @@ from typing import Dict, List
 
 import pytest
 
-from chat.fileio import CHUNK_BYTES, OsFile, OsFileLayer
 from chat.store import ACCOUNTS_FILE, JOURNAL_FILE, USERS_FILE, Store
+from chat.store.fileio import CHUNK_BYTES, OsFile, OsFileLayer
 
 
 class ByteCounter(OsFileLayer):

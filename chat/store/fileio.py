@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Callable, Iterator, List, Optional, Protocol, Tuple
 
-from .dblock import DatabaseLock
+from ..dblock import DatabaseLock
 
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _DIRECTORY = getattr(os, "O_DIRECTORY", None)  # absent on Windows: no directory fsync

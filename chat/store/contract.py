@@ -1,0 +1,186 @@
+"""The store contract: what every backend promises, whatever it keeps its data in.
+
+The server is written against ``ChatStore``; the JSON backend
+(``chat.store.jsonfile``) is one implementation. The promises, which every
+backend must keep:
+
+Acknowledge after durable
+    A call that changes an account, a read marker or a room returns only once
+    the change is durable (it survives a kill -9 or a power cut the moment
+    after), and fails with ``ChatError(server_error)`` having changed nothing
+    when the disk refuses it. Concurrent callers may share one flush (group
+    commit): the cost of a change does not grow with the number of callers,
+    accounts or rooms.
+
+Messages: queue, then wait
+    ``append`` only assigns the id and queues the message; it does no I/O, so a
+    sender never waits on the disk while holding anything. The message is a
+    promise only once ``wait_durable(id)`` returns (or a durable listener was
+    called with a ``durable_id`` at or above it); that is when a server may
+    acknowledge the send and tell the recipients. Ids grow strictly, across
+    restarts too, but may skip ids burned by a failed write.
+
+Readers see durable state only
+    ``history``, ``search``, ``get_message``, the unread counts and the room
+    queries show messages and changes that are durable: nothing a crash could
+    take back is ever shown.
+
+Lost ids
+    A failed message write (a full disk) loses that batch, not the store: its
+    ids are burned (``lost(id)`` is true, they are never reused in this run and
+    never shown), ``wait_durable`` raises ``ChatError(server_error)`` for them,
+    and sends are refused for a short backoff before the store tries again by
+    itself.
+
+Durable listeners
+    ``add_durable_listener(listener)``: ``listener(durable_id, failed)`` is
+    called from the committer after each batch, in commit order. After a
+    commit ``failed`` is None and every id up to ``durable_id`` is durable or
+    lost; after a failed write ``failed`` is the range of ids lost with it and
+    ``durable_id`` has not moved. A listener must not block (it runs on the
+    one thread that writes messages) and must not call back into the store's
+    writing methods.
+
+Errors
+    Rule violations raise ``protocol.ChatError`` with the protocol's code
+    (``unknown_user``, ``unknown_message`` ...). ``StoreCorrupt`` when opening
+    means the data needs a person: nothing was changed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, FrozenSet, List, Optional, Protocol, Tuple
+
+from ..protocol import Message
+
+#: The listener's arguments: the durable id, and the ids lost with a failed batch.
+DurableListener = Callable[[int, Optional[range]], None]
+
+
+class StoreCorrupt(Exception):
+    """Damage that recovery must not paper over; names the file and the position."""
+
+    def __init__(self, path: str, line: int, offset: int, reason: str) -> None:
+        super().__init__(f"{path}: line {line}, byte offset {offset}: {reason}")
+        self.path = path
+        self.line = line
+        self.offset = offset
+        self.reason = reason
+
+
+@dataclass
+class User:
+    name: str            # canonical spelling (as first signed up)
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Room:
+    """A room as it is durably: a snapshot, never changed (a change makes a new one)."""
+
+    name: str                       # canonical spelling, as created ("#General")
+    topic: str
+    private: bool
+    members: FrozenSet[str]         # user keys (protocol.user_key)
+    created: float
+    creator: str = ""               # the key of the user who created it
+    invited: FrozenSet[str] = frozenset()   # user keys invited and not joined yet
+
+    @property
+    def key(self) -> str:
+        """What the room is filed under (rooms are unique regardless of case)."""
+        return self.name.lower()
+
+
+class ChatStore(Protocol):
+    """The operations the server uses. Names are accepted in any case and come
+    out canonical (as first signed up); see the module docstring for what is
+    durable when a call returns."""
+
+    # ------------------------------------------------------------ life cycle
+
+    def close(self) -> None:
+        """Commit what is pending, then release everything; idempotent."""
+        ...
+
+    @property
+    def last_id(self) -> int:
+        """The newest message id handed out (its message may not be durable yet)."""
+        ...
+
+    @property
+    def durable_id(self) -> int:
+        """Every message up to this id is durable, or lost (see ``lost``)."""
+        ...
+
+    def stats(self) -> Dict[str, int]:
+        """Counters for logs and benchmarks."""
+        ...
+
+    # ------------------------------------------------------------ accounts
+
+    def add_user(self, name: str, password_hash: str) -> str:
+        """Create an account; durable when it returns; the canonical name.
+
+        ChatError(invalid_username); ChatError(username_taken) for a name taken
+        in any case or too like an existing one (``protocol.name_skeleton``).
+        """
+        ...
+
+    def get_user(self, name: str) -> Optional[User]: ...
+
+    def set_password_hash(self, name: str, password_hash: str) -> None:
+        """Replace an account's hash; durable when it returns. ChatError(unknown_user)."""
+        ...
+
+    def canonical_name(self, name: str) -> Optional[str]: ...
+
+    def usernames(self) -> List[str]:
+        """Canonical names, sorted by their lower-cased spelling."""
+        ...
+
+    # ------------------------------------------------------------ read markers
+
+    def mark_read(self, user: str, peer: str, upto: int) -> None:
+        """Move ``user``'s read marker in the conversation with ``peer`` forward
+        (never back), capped at the newest durable message ``user`` may read
+        there; a call that does not move it writes nothing. Durable when it
+        returns."""
+        ...
+
+    def read_marker(self, user: str, peer: str) -> int: ...
+
+    def unread_counts(self, user: str) -> Dict[str, int]:
+        """Canonical peer -> durable direct messages to ``user`` above the marker (> 0)."""
+        ...
+
+    # ------------------------------------------------------------ messages
+
+    def append_message(self, sender: str, to: str, text: str,
+                       reply_to: Optional[int] = None) -> Tuple[int, str]:
+        """Queue a message: (id, message JSON); not durable until ``wait_durable``."""
+        ...
+
+    def wait_durable(self, msg_id: int) -> None:
+        """Block until ``msg_id`` and every id before it is durable or lost;
+        ChatError(server_error) if ``msg_id`` was lost."""
+        ...
+
+    def lost(self, msg_id: int) -> bool: ...
+
+    def add_durable_listener(self, listener: DurableListener) -> None: ...
+
+    def sent_bytes(self, user: str) -> int:
+        """Bytes of message JSON ``user`` has authored (stored or on its way): a quota."""
+        ...
+
+    def history(self, user: str, with_user: Optional[str] = None,
+                after: Optional[int] = None, before: Optional[int] = None,
+                limit: int = 100) -> List[str]:
+        """Message JSON strings visible to ``user``, ascending, durable only."""
+        ...
+
+    def get_message(self, msg_id: int) -> Optional[Message]:
+        """A durable message by id, or None."""
+        ...
+

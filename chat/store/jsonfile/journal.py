@@ -1,0 +1,303 @@
+"""The message journal: replay, group commit, and recovery from a failed write.
+
+``messages.jsonl`` is append-only, one message a line (``records``). Ids grow
+strictly but may skip ids burned by a failed write.
+
+Group commit: ``queue`` (called by the store, its lock held) only assigns the
+line a place; one committer thread writes everything queued in one write and
+one fsync, so concurrent senders share fsyncs, then moves ``durable_id``,
+wakes ``wait_durable`` callers and calls the durable listeners.
+
+A failed write (a full disk) loses that batch, not the store: the journal is
+cut back to its durable size, the batch (and whatever was queued behind it)
+is handed to ``on_lost`` to leave every index, its ids are burned (``lost``;
+never reused in this run) and reported to the listeners, sends are refused for
+a backoff (0.5 s doubling to 8 s), and then the store tries again by itself.
+
+Memory holds each message's journal offset and length by id (``where``,
+``lengths``); the bodies stay on disk (``bodies.BodyCache`` reads them back)
+except those not written yet, which are held whole until they are.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from array import array
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
+
+from ... import protocol as p
+from ..contract import DurableListener, StoreCorrupt
+from ..fileio import FileHandle, FileLayer, FileReader
+from .records import BODY_START, MESSAGE_CRC_GROUP, MESSAGE_RECORD
+from .scan import scan
+
+log = logging.getLogger(__name__)
+
+#: Why a send fails while the store waits out a disk error, and why a lost one failed.
+DISK_BUSY = "the server could not store the message (disk error); try again shortly"
+DISK_LOST = "the server could not store the message (disk error); it was not sent"
+#: After a failed journal write, sends are refused for this long, doubling up to the
+#: maximum while the disk keeps failing; a successful write starts again at the minimum.
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 8.0
+#: Where a message's body is, by id - 1: its offset in the journal, or one of these.
+UNWRITTEN, LOST = -1, -2
+
+#: Replay's callback for each good record: its match, id, line number and byte offset.
+Index = Callable[["re.Match[bytes]", int, int, int], None]
+
+
+class Queued(NamedTuple):
+    """A message appended but not yet durable."""
+
+    msg_id: int
+    line: bytes
+    body: str
+    undo: Any            # what the store needs to take it back out of its indexes
+
+
+class MessageJournal:
+    """The message journal file, its committer thread and what is durable.
+
+    The state is guarded by the store's lock (``lock``); the committer does
+    its I/O without it.
+    """
+
+    def __init__(self, path: str, files: FileLayer, lock: threading.Lock,
+                 monotonic: Callable[[], float], on_lost: Callable[[Queued], None]) -> None:
+        self.path = path
+        self._files = files
+        self._lock = lock
+        self._work = threading.Condition(lock)     # the committer: lines are pending
+        self._durable = threading.Condition(lock)  # waiters: the durable id moved
+        self._monotonic = monotonic
+        self._on_lost = on_lost
+
+        self.where = array("q")      # offset of the body, or UNWRITTEN or LOST, by id - 1
+        self.lengths = array("I")    # length of the body, by id - 1
+        self.unwritten: Dict[int, str] = {}   # bodies queued, not yet written
+        self.reader: Optional[FileReader] = None
+        self.last_id = 0
+        self.durable_id = 0
+
+        self._pending: List[Queued] = []
+        self._idle = False
+        self._closing = False
+        self._listeners: List[DurableListener] = []
+        self.commits = 0
+        self.committed_bytes = 0
+        self.lost_count = 0
+        self._handle: Optional[FileHandle] = None
+        self._size = 0                  # bytes of the journal that are durable
+        self._good = 0                  # the good prefix found by load
+        self._found = 0                 # the size found by load
+        self._cut_needed = False        # a failed batch's bytes may still be on disk
+        self._backoff = BACKOFF_MIN
+        self._retry_at = 0.0            # monotonic time before which sends are refused
+        self._committer: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------ opening and closing
+
+    def load(self, index: Index) -> None:
+        """Replay the journal, handing each good record to ``index``; no file is changed."""
+        try:
+            reader = self._files.open_read(self.path)
+        except FileNotFoundError:
+            return
+        try:
+            self._good = scan(self._files, reader, self.path, MESSAGE_RECORD,
+                              MESSAGE_CRC_GROUP, self._replayer(index))
+            self._found = reader.size()
+        finally:
+            reader.close()
+            self.last_id = len(self.where)
+
+    def _replayer(self, index: Index) -> Callable[["re.Match[bytes]", bytes, int, int], None]:
+        """The scanner's callback: the id and the body's place, then ``index``.
+
+        It runs a million times at start-up, so what it needs is bound to
+        local names once, here.
+        """
+        where, path = self.where, self.path
+        add_where, add_length = where.append, self.lengths.append
+
+        def take(m: "re.Match[bytes]", body: bytes, line: int, offset: int) -> None:
+            msg_id = int(m.group(2))
+            if msg_id != len(where) + 1:   # ids only grow, but skip ids lost to failed writes
+                self._skip_to(msg_id, line, offset)
+            if not body.isascii():
+                raise StoreCorrupt(path, line, offset, "a record that is not ASCII")
+            add_where(offset + BODY_START)
+            add_length(len(body))
+            index(m, msg_id, line, offset)
+
+        return take
+
+    def _skip_to(self, msg_id: int, line: int, offset: int) -> None:
+        """Mark the ids before ``msg_id`` lost; StoreCorrupt if it does not grow."""
+        expected = len(self.where) + 1
+        if msg_id < expected:
+            raise StoreCorrupt(self.path, line, offset, f"message id {msg_id} "
+                               f"out of sequence (expected {expected} or more)")
+        self.where.extend(array("q", [LOST]) * (msg_id - expected))
+        self.lengths.extend(array("I", [0]) * (msg_id - expected))
+
+    def open(self) -> None:
+        """Cut away a torn tail found by ``load``; open for appending and reading."""
+        if self._good < self._found:
+            self._files.truncate(self.path, self._good)
+        self._size = self._good
+        self._handle = self._files.open_append(self.path)
+        self.reader = self._files.open_read(self.path)
+        self.durable_id = self.last_id
+
+    def start(self) -> None:
+        self._committer = threading.Thread(target=self._commit_loop, name="store-committer",
+                                           daemon=True)
+        self._committer.start()
+
+    def stop(self) -> None:
+        """Commit what is pending and stop the committer; idempotent."""
+        with self._lock:
+            self._closing = True
+            self._work.notify()
+        if self._committer is not None:
+            self._committer.join()
+
+    def close_files(self) -> None:
+        with self._lock:
+            handle, self._handle = self._handle, None
+            reader, self.reader = self.reader, None
+        for f in (handle, reader):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError as exc:
+                    log.error("closing %s: %s", self.path, exc)
+
+    # ------------------------------------------------------------ appending (lock held)
+
+    def check_accepting(self) -> None:
+        """ChatError(server_error) when closed, or while backing off after a disk error."""
+        if self._closing:
+            raise p.ChatError(p.SERVER_ERROR, "the store is closed")
+        if self._retry_at and self._monotonic() < self._retry_at:
+            raise p.ChatError(p.SERVER_ERROR, DISK_BUSY)
+
+    def queue(self, queued: Queued) -> None:
+        """Queue the next message (its id is ``last_id + 1``) for the committer."""
+        self._pending.append(queued)
+        self.where.append(UNWRITTEN)
+        self.lengths.append(len(queued.body))
+        self.unwritten[queued.msg_id] = queued.body
+        self.last_id = queued.msg_id
+        if self._idle:
+            self._idle = False
+            self._work.notify()
+
+    # ------------------------------------------------------------ durability
+
+    def add_listener(self, listener: DurableListener) -> None:
+        self._listeners.append(listener)
+
+    def _notify_listeners(self, durable_id: int, failed: Optional[range]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(durable_id, failed)
+            except Exception:
+                log.exception("a durable listener failed")
+
+    def wait_durable(self, msg_id: int) -> None:
+        """Block until ``msg_id`` and every one before it is fsynced; ChatError if lost."""
+        with self._lock:
+            if msg_id > self.last_id:
+                raise ValueError(f"no message {msg_id} was appended")
+            while True:
+                if self.is_lost(msg_id):
+                    raise p.ChatError(p.SERVER_ERROR, DISK_LOST)
+                if self.durable_id >= msg_id:
+                    return
+                self._durable.wait()
+
+    def is_lost(self, msg_id: int) -> bool:
+        """Whether the id was burned by a failed write, in this run or an earlier one;
+        the lock is held."""
+        return 1 <= msg_id <= self.last_id and self.where[msg_id - 1] == LOST
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------ the committer
+
+    def _commit_loop(self) -> None:
+        """The committer: one write and one fsync for everything queued meanwhile."""
+        handle = self._handle
+        assert handle is not None
+        while True:
+            with self._lock:
+                while not self._pending and not self._closing:
+                    self._idle = True
+                    self._work.wait()
+                self._idle = False
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+            data = b"".join([queued.line for queued in batch])
+            try:
+                if self._cut_needed:   # never append after a failed batch's leftovers
+                    self._files.truncate(self.path, self._size)
+                    self._cut_needed = False
+                handle.write(data)
+                handle.sync()
+            except Exception as exc:  # the thread must not die silently: waiters would hang
+                self._batch_failed(batch, exc)
+                continue
+            self._batch_stored(batch, len(data))
+
+    def _batch_stored(self, batch: List[Queued], size: int) -> None:
+        upto = batch[-1].msg_id
+        with self._lock:
+            where, offset, unwritten = self.where, self._size, self.unwritten
+            for queued in batch:   # the bodies are on disk: read them there
+                where[queued.msg_id - 1] = offset + BODY_START
+                offset += len(queued.line)
+                del unwritten[queued.msg_id]
+            self._size += size
+            self.durable_id = upto
+            self.commits += 1
+            self.committed_bytes += size
+            self._backoff, self._retry_at = BACKOFF_MIN, 0.0
+            self._durable.notify_all()
+        self._notify_listeners(upto, None)
+
+    def _batch_failed(self, batch: List[Queued], exc: BaseException) -> None:
+        """A write or fsync failed (a full disk, say): give up on the batch, not the store.
+
+        The journal is cut back to its durable size, so nothing half written
+        can surface after a restart or come between good records; the batch,
+        and whatever was queued behind it, leaves every index and its ids are
+        burned, never reused in this run. Sends are refused for a backoff that
+        grows while the disk keeps failing, then the next batch tries again.
+        """
+        self._cut_needed = True
+        try:
+            self._files.truncate(self.path, self._size)
+            self._cut_needed = False
+        except OSError as cut_exc:
+            log.error("could not cut %s back to %d bytes (retried before the next write): %s",
+                      self.path, self._size, cut_exc)
+        with self._lock:
+            queued, self._pending = batch + self._pending, []
+            failed = range(queued[0].msg_id, queued[-1].msg_id + 1)
+            for entry in reversed(queued):     # newest first: each index pops its last id
+                self._on_lost(entry)
+                self.where[entry.msg_id - 1] = LOST
+                del self.unwritten[entry.msg_id]
+            self.lost_count += len(failed)
+            self._retry_at = self._monotonic() + self._backoff
+            backoff, self._backoff = self._backoff, min(self._backoff * 2, BACKOFF_MAX)
+            self._durable.notify_all()
+        log.error("could not store messages %d..%d in %s (%s); they are lost, and sends are "
+                  "refused for %.1f s", failed.start, failed.stop - 1, self.path, exc,
+                  backoff)
+        self._notify_listeners(self.durable_id, failed)

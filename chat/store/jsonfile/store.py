@@ -1,0 +1,399 @@
+"""The JSON store: the facade that composes the journals, the indexes and the caches.
+
+Each part owns one thing (see the package docstring for the folder); this
+module owns the rules that need several of them, and the one lock. One store
+per folder: the folder lock refuses a second one, in this process or another.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from ... import protocol as p
+from ..contract import DurableListener, Room, User
+from ..fileio import FileLayer, FolderLock, OsFileLayer
+from .accounts import AccountJournal
+from .bodies import CACHE_BYTES, BodyCache
+from .indexes import Indexes, contains, newest, page
+from .journal import MessageJournal, Queued
+from .names import NameBook
+from .records import ACCOUNTS_FILE, JOURNAL_FILE, USERS_FILE, message_line
+from .rooms import Rooms
+from .state import room_conv
+
+log = logging.getLogger(__name__)
+
+#: The accounts journal is folded into the snapshot once it is larger than the
+#: snapshot and than this: the rewrite's cost is spread over as many bytes of changes.
+COMPACT_MIN_BYTES = 1 << 20
+
+
+class Store:
+    """The chat database in one folder. Thread-safe: one lock guards the state.
+
+    ``StoreCorrupt`` from the constructor means the folder needs a person;
+    nothing was changed.
+    """
+
+    def __init__(self, directory: Union[str, "os.PathLike[str]"], *,
+                 files: Optional[FileLayer] = None,
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 compact_min_bytes: int = COMPACT_MIN_BYTES,
+                 cache_bytes: int = CACHE_BYTES) -> None:
+        self.directory = os.fspath(directory)
+        self._files = files if files is not None else OsFileLayer()
+        self._clock = clock
+        self._lock = threading.Lock()     # all in-memory state of every part
+        self._accounts = AccountJournal(self.directory, self._files, self._lock, monotonic,
+                                        compact_min_bytes)
+        self._state = self._accounts.state
+        self._names = NameBook(self._state)
+        self._journal = MessageJournal(os.path.join(self.directory, JOURNAL_FILE), self._files,
+                                       self._lock, monotonic, self._unfile)
+        self._bodies = BodyCache(self._journal, self._lock, cache_bytes)
+        self._index = Indexes()
+        self._rooms = Rooms(self._lock, self._accounts, self._newest_in, clock)
+
+        self._files.makedirs(self.directory)
+        # Before any file is read: a second owner's repair would cut the first
+        # owner's write in progress away as a torn tail.
+        self._folder_lock: Optional[FolderLock] = self._files.lock(self.directory)
+        try:
+            self._open_files()
+        except BaseException:
+            self._close_files()
+            self._release_folder()
+            raise
+        self._journal.start()
+        log.debug("opened %s: %d users, %d messages", self.directory,
+                  len(self._state.accounts), self._journal.last_id)
+
+    def _open_files(self) -> None:
+        """Load and check every file, then repair and open them; the folder lock is held.
+
+        Nothing is changed until everything has been checked, so StoreCorrupt
+        leaves the folder exactly as it was.
+        """
+        self._accounts.load()
+        self._journal.load(self._index.replayer())
+        self._remove_stale_temps()
+        self._accounts.open()
+        self._journal.open()
+        self._files.fsync_dir(self.directory)  # the journals' entries, if just created
+
+    def _close_files(self) -> None:
+        self._accounts.close()
+        self._journal.close_files()
+
+    def _release_folder(self) -> None:
+        lock, self._folder_lock = self._folder_lock, None
+        if lock is not None:
+            lock.release()
+
+    def _remove_stale_temps(self) -> None:
+        """Temp files left by a crash while users.json or accounts.jsonl was replaced."""
+        prefixes = (USERS_FILE + ".", ACCOUNTS_FILE + ".")
+        for name in self._files.list_dir(self.directory):
+            if name.startswith(prefixes) and name.endswith(".tmp"):
+                path = os.path.join(self.directory, name)
+                log.info("removing %s, left by an interrupted write", path)
+                try:
+                    self._files.remove(path)
+                except OSError as exc:
+                    log.warning("could not remove %s: %s", path, exc)
+
+    # ------------------------------------------------------------ life cycle
+
+    def close(self) -> None:
+        """Commit what is pending, stop the committer, close the journals; idempotent."""
+        self._journal.stop()
+        self._close_files()
+        self._release_folder()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    @property
+    def last_id(self) -> int:
+        """The newest id handed out (its message may not be durable yet)."""
+        return self._journal.last_id
+
+    @property
+    def durable_id(self) -> int:
+        """Every message up to this id is on disk, or lost (see ``lost``)."""
+        return self._journal.durable_id
+
+    def stats(self) -> Dict[str, int]:
+        """Counters for logs and benchmarks."""
+        j = self._journal
+        with self._lock:
+            return {"users": len(self._state.accounts), "last_id": j.last_id,
+                    "durable_id": j.durable_id, "pending": j.pending_count(),
+                    "commits": j.commits, "committed_bytes": j.committed_bytes,
+                    "lost": j.lost_count, "compactions": self._accounts.compactions,
+                    "cache_bytes": self._bodies.size}
+
+    # ------------------------------------------------------------ accounts
+
+    def add_user(self, name: str, password_hash: str) -> str:
+        """Create an account; durable when it returns.
+
+        ChatError(username_taken) if the name is taken in any case, or looks
+        like an existing account's (``protocol.name_skeleton``);
+        ChatError(server_error) if the disk refused it (nothing changed).
+        """
+        p.validate_username(name)
+        with self._lock:
+            self._names.reserve_user(name)
+            change = self._accounts.queue(
+                {"op": "signup", "name": name, "hash": password_hash, "created": self._clock()},
+                lambda: self._names.release_user(name))
+        self._accounts.write_through(change)
+        log.debug("account %s added", name)
+        return name
+
+    def get_user(self, name: str) -> Optional[User]:
+        account = self._state.accounts.get(p.user_key(name))
+        return None if account is None else User(account.name, account.hash)
+
+    def set_password_hash(self, name: str, password_hash: str) -> None:
+        """Replace an account's hash (a rehash at login); durable when it returns."""
+        with self._lock:
+            change = self._accounts.queue({"op": "hash", "user": self._state.key_of(name),
+                                           "hash": password_hash})
+        self._accounts.write_through(change)
+
+    def canonical_name(self, name: str) -> Optional[str]:
+        account = self._state.accounts.get(p.user_key(name))
+        return None if account is None else account.name
+
+    def usernames(self) -> List[str]:
+        """Canonical names, sorted case-insensitively."""
+        with self._lock:
+            return self._state.usernames()
+
+    def compact_accounts(self) -> bool:
+        """Fold the accounts journal into users.json now (it also happens by itself)."""
+        return self._accounts.compact()
+
+    # ------------------------------------------------------------ read markers
+
+    def mark_read(self, user: str, other: str, upto: int) -> Optional[int]:
+        """Move ``user``'s marker in the conversation with ``other`` (a user or a room)
+        forward to ``upto``; the new value when it moved, else None (nothing written).
+
+        Never back. The marker is capped at the newest durable message ``user``
+        may have read there: from ``other`` to ``user`` in a direct
+        conversation (so a marker exists only for someone who wrote to you,
+        and markers grow with conversations, not with users squared), the
+        room's newest in a room. Durable when it returns.
+        ChatError(unknown_user; unknown_room, not_a_member for a room).
+        """
+        with self._lock:
+            ukey = self._state.key_of(user)
+            durable = self._journal.durable_id
+            if p.is_room(other):
+                pkey = self._state.member_room(ukey, other).name.lower()
+                conv = room_conv(pkey)
+                upto = min(upto, newest(self._index.conversation(conv), durable))
+            else:
+                pkey = self._state.key_of(other)
+                conv = p.conversation_key(ukey, pkey)
+                upto = min(upto, self._index.newest_from(conv, pkey, durable))
+            # the marker in memory is durable (changes are applied once written),
+            # so a call that would not move it may return at once
+            if upto <= self._state.marker(ukey, conv):
+                return None
+            change = self._accounts.queue({"op": "read", "user": ukey, "peer": pkey,
+                                           "upto": upto})
+        self._accounts.write_through(change)
+        with self._lock:   # a concurrent call may have moved it further: it tells
+            return upto if self._state.marker(ukey, conv) == upto else None
+
+    def read_marker(self, user: str, peer: str) -> int:
+        """The id up to which ``user`` has read the conversation with ``peer`` (0: none)."""
+        ukey = p.user_key(user)
+        with self._lock:
+            return self._state.marker(ukey, p.conversation_key(ukey, peer))
+
+    def unread_counts(self, user: str) -> Dict[str, int]:
+        """Canonical sender -> durable messages to ``user`` above the marker (only > 0)."""
+        ukey = p.user_key(user)
+        with self._lock:
+            found = self._index.dm_unread(ukey, self._state.read.get(ukey, {}),
+                                          self._journal.durable_id)
+            return {self._name_of(skey): n for skey, n in found}
+
+    def _name_of(self, key: str) -> str:
+        account = self._state.accounts.get(key)
+        return account.name if account else self._index.names.get(key, key)
+
+    # ------------------------------------------------------------ rooms
+
+    def create_room(self, creator: str, room: str, topic: str = "",
+                    private: bool = False) -> Room:
+        """Create ``room``, ``creator`` its first member; durable when it returns.
+
+        ChatError(invalid_room, invalid_topic, room_taken: in any case).
+        """
+        return self._rooms.create(creator, room, topic, private)
+
+    def get_room(self, room: str) -> Optional[Room]:
+        """The room named ``room`` in any case, or None."""
+        return self._rooms.get(room)
+
+    def join_room(self, user: str, room: str) -> Tuple[Room, bool]:
+        """Join ``room``: (the room, whether anything changed); durable when it returns.
+
+        ChatError(unknown_room, not_invited). See ``rooms.Rooms.join``.
+        """
+        return self._rooms.join(user, room)
+
+    def leave_room(self, user: str, room: str) -> Room:
+        """Leave ``room``; durable when it returns. ChatError(unknown_room, not_a_member)."""
+        return self._rooms.leave(user, room)
+
+    def invite(self, by: str, room: str, username: str) -> bool:
+        """Invite ``username`` to the private ``room``: whether anything changed.
+
+        ChatError(unknown_room, not_a_member, unknown_user). Durable when it returns.
+        """
+        return self._rooms.invite(by, room, username)
+
+    def set_topic(self, by: str, room: str, topic: str) -> Room:
+        """Set a room's topic; durable when it returns.
+
+        ChatError(unknown_room, not_a_member, invalid_topic).
+        """
+        return self._rooms.set_topic(by, room, topic)
+
+    def room_members(self, room: str) -> List[str]:
+        """Canonical member names sorted by lower case. ChatError(unknown_room)."""
+        return self._rooms.members(room)
+
+    def rooms_visible_to(self, user: str) -> List[Room]:
+        """Every public room and the private ones ``user`` is in or invited to, sorted."""
+        return self._rooms.visible_to(user)
+
+    def rooms_of(self, user: str) -> List[str]:
+        """Canonical names of ``user``'s rooms, sorted by lower case."""
+        return self._rooms.of(user)
+
+    def is_member(self, user: str, room: str) -> bool:
+        return self._rooms.is_member(user, room)
+
+    def is_invited(self, user: str, room: str) -> bool:
+        return self._rooms.is_invited(user, room)
+
+    def _newest_in(self, conv: str) -> int:
+        """The newest durable message id of a conversation (0: none); the lock is held."""
+        return newest(self._index.conversation(conv), self._journal.durable_id)
+
+    # ------------------------------------------------------------ messages
+
+    def append_message(self, sender: str, to: str, text: str,
+                       reply_to: Optional[int] = None) -> Tuple[int, str]:
+        """Assign the next id and queue the message: (id, message JSON).
+
+        Not durable until ``wait_durable(id)`` returns. Names come out
+        canonical. ChatError(unknown_message) if ``reply_to`` is not a message
+        the sender sent or received; ChatError(server_error) when the store is
+        closed, or for a while after the disk refused a write.
+        """
+        skey, tkey = p.user_key(sender), p.user_key(to)
+        with self._lock:
+            journal = self._journal
+            journal.check_accepting()
+            accounts = self._state.accounts
+            srec, trec = accounts.get(skey), accounts.get(tkey)
+            if srec is None or trec is None:
+                name = to if srec else sender
+                raise p.ChatError(p.UNKNOWN_USER, f"there is no user {name[:40]!r}")
+            if reply_to is not None and not contains(self._index.by_user.get(skey), reply_to):
+                raise p.ChatError(p.UNKNOWN_MESSAGE,
+                                  f"you have no message {reply_to} to reply to")
+            msg_id = journal.last_id + 1
+            body = p.message_json(msg_id, srec.name, trec.name, text, self._clock(), reply_to)
+            raw = body.encode("ascii")
+            route = self._index.route(skey, tkey)
+            journal.queue(Queued(msg_id, message_line(raw), body, (route, skey, len(raw))))
+            self._index.file(msg_id, route, skey, len(raw))
+        return msg_id, body
+
+    def _unfile(self, queued: Queued) -> None:
+        route, skey, size = queued.undo
+        self._index.unfile(queued.msg_id, route, skey, size)
+
+    def add_durable_listener(self, listener: DurableListener) -> None:
+        """Call ``listener(durable_id, failed)`` from the committer after each batch.
+
+        After a commit ``failed`` is None and every id up to ``durable_id`` is
+        durable or lost. After a failed write ``failed`` is the range of ids
+        that were lost with it (never stored, never to be shown) and
+        ``durable_id`` has not moved. This lets a server acknowledge from the
+        committer thread instead of waking one waiting thread per connection;
+        the listener must not block.
+        """
+        self._journal.add_listener(listener)
+
+    def wait_durable(self, msg_id: int) -> None:
+        """Block until the message ``msg_id`` and every one before it is fsynced.
+
+        ChatError(server_error) if the message was lost to a disk error: it
+        must then not be acknowledged.
+        """
+        self._journal.wait_durable(msg_id)
+
+    def lost(self, msg_id: int) -> bool:
+        """True for an id that was handed out but whose message is not stored.
+
+        That is an id burned by a failed write (never reused in this run), or
+        one the journal skips because it was burned in an earlier run.
+        """
+        with self._lock:
+            return self._journal.is_lost(msg_id)
+
+    def sent_bytes(self, user: str) -> int:
+        """Bytes of message JSON ``user`` has authored (stored or on its way): for a quota."""
+        with self._lock:
+            return self._index.sent.get(p.user_key(user), 0)
+
+    def history(self, user: str, with_user: Optional[str] = None,
+                after: Optional[int] = None, before: Optional[int] = None,
+                limit: int = p.DEFAULT_HISTORY_LIMIT) -> List[str]:
+        """Message JSON strings ``user`` sent or received, ascending, durable only.
+
+        As the protocol's history op: with ``after``, the oldest ``limit`` with
+        a greater id (``before`` is then not used); otherwise the newest
+        ``limit``, below ``before`` when given.
+        """
+        if limit <= 0:
+            return []
+        ukey = p.user_key(user)
+        with self._lock:
+            if with_user is None:
+                ids = self._index.by_user.get(ukey)
+            else:
+                ids = self._index.conversation(p.conversation_key(ukey, with_user))
+            if not ids:
+                return []
+            lookup = self._bodies.from_cache(page(ids, self._journal.durable_id, after,
+                                                  before, limit))
+        return self._bodies.fetch(lookup)
+
+    def get_message(self, msg_id: int) -> Optional[p.Message]:
+        """A durable message by id, or None."""
+        with self._lock:
+            if not 1 <= msg_id <= self._journal.durable_id or self._journal.where[msg_id - 1] < 0:
+                return None
+            lookup = self._bodies.from_cache([msg_id])
+        return p.Message.from_dict(json.loads(self._bodies.fetch(lookup)[0]))
+
