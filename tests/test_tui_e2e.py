@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sys
+import threading
 import time
 
 import pytest
@@ -14,23 +16,42 @@ pyte = pytest.importorskip("pyte")
 from tests.support import ROOT, RawConn, ServerProcess  # noqa: E402
 
 KEYS = {"enter": "\r", "tab": "\t", "down": "\x1bOB", "up": "\x1bOA", "f5": "\x1b[15~",
-        "f10": "\x1b[21~", "esc": "\x1b", "ctrl-n": "\x0e"}
+        "f10": "\x1b[21~", "esc": "\x1b", "ctrl-n": "\x0e", "ctrl-c": "\x03"}
+#: A pause after typing: longer than the client's burst window, so that text and the Enter
+#: after it read as typing, not as a paste (which is never run as a command).
+TYPING_PAUSE = 0.1
+PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
+SHELL_PROMPT = "pty-shell$ "
+ALT_SCREEN_OFF = b"\x1b[?1049l"     # curses leaving: the client has ended
 
 
 class Terminal:
-    """A chat-client under a pty, its output fed to a pyte screen."""
+    """A chat-client under a pty, its output fed to a pyte screen.
+
+    With ``shell=True`` the client runs from an interactive ``sh`` in the pty,
+    as a person runs it: keys the client leaves unread would reach that shell.
+    """
 
     def __init__(self, port: int, *args: str, rows: int = 30, cols: int = 100,
-                 env_extra=None, beep: bool = False) -> None:
+                 env_extra=None, beep: bool = False, shell: bool = False,
+                 python_args=("-m", "chat.client")) -> None:
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = bytearray()
         env = {**os.environ, "TERM": "screen", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                **(env_extra or {})}
         flags = [] if beep else ["--no-beep"]
-        self.child = pexpect.spawn(sys.executable, ["-m", "chat.client", "--port", str(port),
-                                                    *flags, *args],
-                                   cwd=str(ROOT), env=env, dimensions=(rows, cols))
+        argv = [*python_args, "--port", str(port), *flags, *args]
+        if not shell:
+            self.child = pexpect.spawn(sys.executable, argv, cwd=str(ROOT), env=env,
+                                       dimensions=(rows, cols))
+            return
+        env.pop("ENV", None)
+        env["PS1"] = SHELL_PROMPT
+        self.child = pexpect.spawn("sh", ["-i"], cwd=str(ROOT), env=env,
+                                   dimensions=(rows, cols))
+        self.wait_raw(SHELL_PROMPT.encode())
+        self.child.send(shlex.join([sys.executable, *argv]) + "\n")
 
     def pump(self, wait: float = 0.05) -> None:
         while True:
@@ -54,8 +75,49 @@ class Terminal:
                 return screen
         raise AssertionError(f"never saw {needles!r} on the screen:\n{self.text()}")
 
+    def wait_raw(self, needle: bytes, start: int = 0, timeout: float = 15.0) -> int:
+        """Where ``needle`` first shows in the output after ``start``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.pump()
+            at = self.raw.find(needle, start)
+            if at >= 0:
+                return at
+        raise AssertionError(f"never saw {needle!r} in the output:\n{bytes(self.raw[-500:])!r}")
+
     def type(self, text: str) -> None:
         self.child.send(text)
+        time.sleep(TYPING_PAUSE)
+
+    def send_all(self, data: str) -> None:
+        """Write at once however long (a paste), reading the screen meanwhile so neither
+        side blocks on a full pty buffer."""
+        payload = data.encode()
+
+        def write() -> None:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(self.child.child_fd, view):]
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        while writer.is_alive():
+            self.pump(0.01)
+        writer.join()
+
+    def paste(self, text: str, bracketed: bool = True) -> None:
+        """What a terminal sends for a paste: bracketed, or the bare bytes in one go."""
+        self.send_all(PASTE_START + text + PASTE_END if bracketed else text)
+
+    def client_ended(self) -> bool:
+        self.pump()
+        return ALT_SCREEN_OFF in self.raw
+
+    def shell_ran_everything(self) -> None:
+        """Have the shell run one more command and wait for it: whatever was left in its
+        input before (keys the client did not read) has run by then."""
+        self.child.send("echo shell-$((6 * 7))\n")
+        self.wait_raw(b"shell-42")
 
     def key(self, name: str) -> None:
         self.child.send(KEYS[name])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+import chat.tui.text as text_mod
 from chat.tui.text import (
     char_width,
     pad,
@@ -10,6 +11,7 @@ from chat.tui.text import (
     sanitize_lines,
     text_width,
     truncate,
+    window,
     wrap,
     wrap_text,
 )
@@ -80,3 +82,32 @@ def test_wrap_text_keeps_newlines_and_sanitises():
     assert rows == ["first line", "second ^[[31m"]
     long = wrap_text("x" * 100, 30)
     assert len(long) == 4 and all(len(r) <= 30 for r in long)
+
+
+def _old_window(text: str, cursor: int, room: int):
+    """The input pane's old loop (quadratic in the line, cubic over a paste): the reference."""
+    start = 0
+    while text_width(text[start:cursor]) >= room:
+        start += 1
+    return start
+
+
+@pytest.mark.parametrize("text", ["a" * 300, "中" * 300, "ab中\tc" * 80, ""])
+@pytest.mark.parametrize("room", [1, 5, 40])
+def test_the_input_window_keeps_the_cursor_in_view(text, room):
+    for cursor in range(0, len(text) + 1, 7):
+        start, end, col = window(text, cursor, room)
+        if "\t" not in text:
+            assert start == _old_window(text, cursor, room)
+        assert start <= cursor <= end and col < room
+        assert text_width(text[start:end].replace("\t", "    ")) <= room
+
+
+def test_the_input_window_costs_its_width_not_the_line_length(monkeypatch):
+    calls = []
+    real = text_mod.shown_width
+    monkeypatch.setattr(text_mod, "shown_width", lambda ch: calls.append(ch) or real(ch))
+    text = "中" * 100_000
+    window(text, len(text), 80)
+    window(text, 0, 80)
+    assert len(calls) < 200

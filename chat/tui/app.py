@@ -1,8 +1,10 @@
 """The curses client: the login screen, the main loop, and key handling.
 
-Runs under ``curses.wrapper`` so the terminal is restored on any exit. The
-loop waits for a key at most a tenth of a second, drains the client library's
-event queue into the state, and redraws.
+Runs under ``curses.wrapper`` so the terminal is restored on any exit, inside
+``terminal.guarded`` so that bracketed paste is turned off again and unread keys
+never reach the shell. The loop waits for keys at most a tenth of a second,
+reads every key pending at once, turns pastes into text (``keys.InputDecoder``),
+drains the client library's event queue into the state, and redraws once.
 """
 from __future__ import annotations
 
@@ -13,18 +15,37 @@ import locale
 import os
 import queue
 import sys
-from typing import List, Optional
+import time
+from typing import Callable, List, Optional, Sequence
 
 from .. import protocol as p
 from ..client import ChatClient
 from . import panes
-from .state import MENU_ITEMS, ChatState, CommandError, InputLine, parse_command
+from .keys import Event, InputDecoder, Key, KeyReader, Paste
+from .state import (
+    MENU_ITEMS,
+    ChatState,
+    CommandError,
+    InputLine,
+    RateLimit,
+    clean_paste,
+    parse_command,
+)
+from .terminal import TerminalGuard, guarded, suspendable
 from .text import sanitize
 
 CTRL = {ch: ord(ch) - 0x60 for ch in "abcdefghijklmnopqrstuvwxyz"}
 ESC = 27
 ENTER_KEYS = (10, 13, curses.KEY_ENTER)
 BACKSPACE_KEYS = (curses.KEY_BACKSPACE, 127, 8)
+FKEYS = {curses.KEY_F1: 0, curses.KEY_F2: 1, curses.KEY_F3: 2, curses.KEY_F4: 3,
+         curses.KEY_F5: 4, curses.KEY_F6: 5}
+#: At most one bell in this many seconds, however fast messages come.
+BELL_INTERVAL = 2.0
+#: The longest wait for a key; the event queue is drained at least this often.
+TICK_MS = 100
+#: Keys read in one go before a redraw; a longer paste simply takes two batches.
+MAX_BATCH = 16_384
 
 
 class LoggedOut(Exception):
@@ -112,6 +133,11 @@ class LoginForm:
             self.fields[self.field] += ch
         return None
 
+    def paste(self, text: str) -> None:
+        """Pasted text goes into the field as if typed, first line only: a paste never submits."""
+        first = clean_paste(text).split("\n", 1)[0]
+        self.fields[self.field] += "".join(ch for ch in first if ch != "\t")
+
     def submit(self) -> Optional[str]:
         """Enter: on to the next field, or from the last one, log in / sign up."""
         name, password = self.fields["username"].strip(), self.fields["password"]
@@ -161,8 +187,10 @@ def login_error_text(exc: p.ChatError) -> str:
 class ChatApp:
     """The main screen: panes, keys, slash commands, events."""
 
-    def __init__(self, win, client: ChatClient, server: str, beep: bool) -> None:
+    def __init__(self, win, client: ChatClient, server: str, beep: bool,
+                 reader: Optional[KeyReader] = None) -> None:
         self.win = win
+        self.reader = reader or KeyReader(win)
         self.client = client
         self.state = ChatState(client.username or "?", server, beep)
         self.line = InputLine()
@@ -171,6 +199,8 @@ class ChatApp:
         self.input_pane = panes.InputPane()
         self.status_bar = panes.StatusBar()
         self.quit = False
+        self.bell = RateLimit(BELL_INTERVAL)
+        self.decoder = InputDecoder()
         self._esc = False
 
     # ------------------------------------------------------------ data
@@ -214,7 +244,8 @@ class ChatApp:
             except p.ChatError:
                 return
             if state.on_message(msg):
-                notify(state.beep)
+                if state.beep and self.bell.allow():
+                    notify(True)
                 if state.is_open(msg.sender):
                     self.mark_read()
                 else:
@@ -322,17 +353,20 @@ class ChatApp:
             self.mark_read()
             self.state.focus = "input"
 
-    def send(self, to: str, text: str, reply_to: Optional[int] = None) -> None:
+    def send(self, to: str, text: str, reply_to: Optional[int] = None,
+             keep: Optional[Callable[[str], None]] = None) -> None:
+        """Send, or keep the text (``keep``, by default back into the line) and say why not."""
+        keep = keep or self.line.set
         try:
             msg = self.client.send(to, text, reply_to=reply_to)
         except p.ChatError as exc:
             self.state.set_status(f"Not sent: {sanitize(exc.message)}", error=True)
-            self.line.set(text)
+            keep(text)
             return
         except (ConnectionError, TimeoutError) as exc:
             self.state.set_status(f"Not sent ({sanitize(str(exc))}); your text is kept.",
                                   error=True)
-            self.line.set(text)
+            keep(text)
             return
         self.state.on_message(msg)
         self.state.scroll = 0
@@ -350,7 +384,75 @@ class ChatApp:
         self.send(peer, text, reply_to=target.id)
         self.state.selected_message = None
 
+    # ------------------------------------------------------------ pastes
+
+    def on_paste(self, text: str) -> None:
+        """Pasted text: into the input line, or waiting for Enter; never run as keys."""
+        state = self.state
+        state.show_help = state.menu_open = self._esc = False
+        state.focus = "input"
+        if not self.line.paste(text):
+            return
+        pending = self.line.pending or ""
+        lines = pending.count("\n") + 1
+        if len(pending) > p.MAX_TEXT_CHARS:
+            state.set_status(f"Pasted {lines} lines, {len(pending)} characters: a message holds "
+                             f"at most {p.MAX_TEXT_CHARS}. Esc drops it.", error=True)
+        elif state.peer is None:
+            state.set_status(f"Pasted {lines} lines: open a conversation, then Enter sends them "
+                             "as one message; Esc drops them.")
+        else:
+            state.set_status(f"Pasted {lines} lines: Enter sends them to "
+                             f"{sanitize(state.peer)} as one message; Esc drops them.")
+
+    def paste_key(self, ch: Key) -> None:
+        """Keys while a paste waits: Enter sends it, Esc/Ctrl-U/Backspace drop it."""
+        if ch in ENTER_KEYS:
+            self.send_paste()
+        elif ch in (ESC, CTRL["u"]) or ch in BACKSPACE_KEYS:
+            self.line.take_paste()
+            self.state.set_status("Paste dropped.")
+        else:
+            self.state.set_status("A paste is waiting: Enter sends it, Esc drops it.")
+
+    def send_paste(self) -> None:
+        state = self.state
+        if state.peer is None:
+            state.set_status("No conversation open: pick a user (Tab, arrows, Enter), then "
+                             "Enter sends the paste; Esc drops it.", error=True)
+            return
+        text = self.line.take_paste()
+        if text:
+            self.send(state.peer, text, keep=self.line.restore_paste)
+
     # ------------------------------------------------------------ keys
+
+    def handle(self, event: Event) -> None:
+        """One event from the decoder: a paste, a run of typed characters, or a key."""
+        if isinstance(event, Paste):
+            self.on_paste(event.text)
+        elif event == curses.KEY_RESIZE:
+            curses.update_lines_cols()
+        elif isinstance(event, str) and len(event) > 1:
+            self.typed(event)
+        else:
+            self.key(event)
+
+    def typed(self, text: str) -> None:
+        """Characters typed in a row: one insert when nothing else claims them (linear cost)."""
+        i = 0
+        while i < len(text) and not self._plain_typing():
+            self.key(text[i])
+            i += 1
+        if i < len(text):
+            self.state.focus = "input"
+            self.line.insert(text[i:])
+
+    def _plain_typing(self) -> bool:
+        """True when a printable key would only be inserted into the input line."""
+        state = self.state
+        return not (state.show_help or state.menu_open or self._esc
+                    or self.line.pending is not None)
 
     def key(self, ch) -> None:
         state = self.state
@@ -368,16 +470,17 @@ class ChatApp:
             if ch == "m":
                 state.menu_open = True
                 return
-        fkeys = {curses.KEY_F1: 0, curses.KEY_F2: 1, curses.KEY_F3: 2, curses.KEY_F4: 3,
-                 curses.KEY_F5: 4, curses.KEY_F6: 5}
-        if ch in fkeys:
-            self.menu_choose(fkeys[ch])
+        if ch in FKEYS:
+            self.menu_choose(FKEYS[ch])
         elif ch in (curses.KEY_F10, CTRL["o"]):
             state.menu_open, state.menu_index = True, 0
+        elif ch == ESC and self.line.pending is not None:
+            self.paste_key(ch)
         elif ch == ESC:
             self._esc = True
         elif ch == 9:
-            if state.focus == "input" and self.line.text.strip():
+            if (state.focus == "input" and self.line.pending is None
+                    and self.line.text.strip()):
                 self.line.complete(state.user_names())
             else:
                 state.cycle_focus(1)
@@ -396,6 +499,9 @@ class ChatApp:
 
     def input_key(self, ch) -> None:
         line = self.line
+        if line.pending is not None:
+            self.paste_key(ch)
+            return
         handlers = {curses.KEY_LEFT: line.left, curses.KEY_RIGHT: line.right,
                     curses.KEY_HOME: line.home, curses.KEY_END: line.end,
                     CTRL["a"]: line.home, CTRL["e"]: line.end, CTRL["u"]: line.kill_line,
@@ -425,7 +531,7 @@ class ChatApp:
                 self.action("reply")
         elif isinstance(ch, str) and ch.isprintable():
             state.focus = "input"              # typing anywhere goes to the input line
-            self.line.insert(ch)
+            self.input_key(ch)
 
     def menu_key(self, ch) -> None:
         state = self.state
@@ -477,9 +583,9 @@ class ChatApp:
         win.refresh()
 
     def run(self) -> None:
+        """Until /quit: events and keys in, one redraw per batch of keys."""
         self.load()
         self.mark_read()
-        self.win.timeout(100)
         dirty = True
         while not self.quit:
             if self.drain_events():
@@ -487,37 +593,85 @@ class ChatApp:
             if dirty:
                 self.draw()
                 dirty = False
-            ch = read_key(self.win)
-            if ch is None:
-                continue
-            dirty = True
-            if ch == curses.KEY_RESIZE:
-                curses.update_lines_cols()
-                continue
-            self.key(ch)
+            for event in coalesce(next_events(self.reader, self.decoder)):
+                dirty = True
+                self.handle(event)
+                if self.quit:
+                    break                      # whatever came after /quit is dropped
 
 
-def read_key(win):
-    """One key: a str for text, an int for special keys; None on timeout."""
-    try:
-        ch = win.get_wch()
-    except curses.error:
-        return None
-    except KeyboardInterrupt:
-        raise
-    if isinstance(ch, str) and len(ch) == 1 and ord(ch) < 32 or ch == "\x7f":
-        return ord(ch)
-    return ch
+def next_events(reader: KeyReader, decoder: InputDecoder) -> List[Event]:
+    """Every key pending now (waiting at most a tick for the first), decoded."""
+    deadline = decoder.deadline()
+    wait = TICK_MS
+    if deadline is not None:
+        wait = max(0, min(TICK_MS, int((deadline - time.monotonic()) * 1000) + 1))
+    keys = read_keys(reader, wait)
+    now = time.monotonic()
+    return decoder.feed(keys, now) if keys else decoder.idle(now)
+
+
+def read_keys(reader: KeyReader, timeout_ms: int) -> List[Key]:
+    """The keys pending now, after waiting up to ``timeout_ms`` for the first.
+
+    Reading them all before drawing is what keeps a paste fast (one redraw, not
+    one per character) and what lets the decoder see a burst as a whole.
+    """
+    reader.timeout(timeout_ms)
+    first = reader.read()
+    if first is None:
+        return []
+    keys = [first]
+    reader.timeout(0)
+    while len(keys) < MAX_BATCH:
+        key = reader.read()
+        if key is None:
+            break
+        keys.append(key)
+    return keys
+
+
+def coalesce(events: Sequence[Event]) -> List[Event]:
+    """Runs of printable characters as one string each, so typing them costs one insert."""
+    out: List[Event] = []
+    run: List[str] = []
+    for event in events:
+        if isinstance(event, str) and event.isprintable():
+            run.append(event)
+            continue
+        if run:
+            out.append("".join(run))
+            run = []
+        out.append(event)
+    if run:
+        out.append("".join(run))
+    return out
 
 
 # ---------------------------------------------------------------- entry point
 
-def run_curses(stdscr, client: ChatClient, args, password: Optional[str]) -> int:
+def run_curses(stdscr, client: ChatClient, args, password: Optional[str],
+               guard: Optional[TerminalGuard] = None) -> int:
+    """Inside curses: bracketed paste on, and typeahead dropped however this ends."""
+    guard = guard or TerminalGuard(-1, -1)
+    guard.enable_paste()
+    try:
+        with suspendable(guard, curses.endwin, stdscr.refresh):
+            return run_screens(stdscr, client, args, password)
+    finally:
+        try:
+            curses.flushinp()
+        except curses.error:
+            pass
+
+
+def run_screens(stdscr, client: ChatClient, args, password: Optional[str]) -> int:
     server = f"{args.host}:{args.port}"
     stdscr.keypad(True)
     if hasattr(curses, "set_escdelay"):
         curses.set_escdelay(50)
     colors = panes.Colors()
+    reader = KeyReader(stdscr, locale.getpreferredencoding(False))
     while True:
         form = LoginForm(client, server, args.user)
         if not client.connected:
@@ -532,9 +686,9 @@ def run_curses(stdscr, client: ChatClient, args, password: Optional[str]) -> int
             except (ConnectionError, TimeoutError) as exc:
                 form.fail(f"{exc}. Press Enter to try again.")
             password = None
-        if client.username is None and login_screen(stdscr, form, colors) is None:
+        if client.username is None and login_screen(reader, form, colors) is None:
             return 0
-        app = ChatApp(stdscr, client, server, beep=not args.no_beep)
+        app = ChatApp(stdscr, client, server, beep=not args.no_beep, reader=reader)
         try:
             app.run()
             return 0
@@ -547,19 +701,30 @@ def run_curses(stdscr, client: ChatClient, args, password: Optional[str]) -> int
             password = None
 
 
-def login_screen(win, form: LoginForm, colors: panes.Colors) -> Optional[str]:
-    win.timeout(-1)
+def login_screen(reader: KeyReader, form: LoginForm, colors: panes.Colors) -> Optional[str]:
+    """The login form until logged in (the name) or Esc (None).
+
+    Bracketed pastes go into the field as text (an Esc in their markers must
+    not quit); unbracketed bursts stay keys, so a password manager that types
+    name, Tab, password, Enter still works.
+    """
+    decoder = InputDecoder(bursts=False)
+    dirty = True
     while True:
-        form.draw(win, colors)
-        win.refresh()
-        ch = read_key(win)
-        if ch is None or ch == curses.KEY_RESIZE:
-            continue
-        if ch == ESC:
-            return None
-        name = form.key(ch)
-        if name:
-            return name
+        if dirty:
+            form.draw(reader.win, colors)
+            reader.win.refresh()
+        events = next_events(reader, decoder)
+        dirty = bool(events)
+        for event in events:
+            if isinstance(event, Paste):
+                form.paste(event.text)
+            elif event == ESC:
+                return None
+            elif event != curses.KEY_RESIZE:
+                name = form.key(event)
+                if name:
+                    return name
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -595,7 +760,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ConnectionError:
         pass  # the login screen says so, and Enter tries again
     try:
-        return curses.wrapper(run_curses, client, args, password)
+        with guarded() as guard:
+            return curses.wrapper(run_curses, client, args, password, guard)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple
 
 from ..protocol import Message, user_key
 from .state import HELP_LINES, MENU_ITEMS, ChatState, format_time
-from .text import pad, sanitize, text_width, truncate, wrap_text
+from .text import pad, sanitize, text_width, truncate, window, wrap_text
 
 MIN_WIDTH = 40
 MIN_HEIGHT = 10
@@ -196,20 +196,44 @@ class MessagesPane:
             put(win, rect.y + 1 + i, rect.x + 1, pad(text, rect.w - 1), attr)
 
 
+PASTE_HINT = " Enter sends · Esc drops"
+
+
+def paste_preview(text: str, width: int) -> str:
+    """A waiting multi-line paste, collapsed: ``[pasted 3 lines: first line…]``.
+
+    The hint on the keys goes first when the line is short; then the first line.
+    """
+    lines = text.count("\n") + 1
+    first = next((line for line in text.split("\n", 8) if line.strip()), "")
+    head = f"[pasted {lines} lines: "
+    hint = PASTE_HINT if width >= text_width(head) + text_width(PASTE_HINT) + 12 else ""
+    room = max(1, width - text_width(head) - 1 - text_width(hint))
+    shown = truncate(sanitize(first[:room + 1].strip()), room)
+    if not shown.endswith("…"):
+        shown += "…"
+    return truncate(head + shown + "]" + hint, width)
+
+
 class InputPane:
-    """The input line; scrolls sideways to keep the cursor in view."""
+    """The input line; scrolls sideways to keep the cursor in view.
+
+    Only the part in view is measured and sanitised, so a redraw costs the
+    width of the terminal, however long the line.
+    """
 
     def draw(self, win, rect: Rect, state: ChatState, line, colors: Colors) -> int:
         prompt = f"to {truncate(sanitize(state.peer), 20)}> " if state.peer else "> "
-        room = max(1, rect.w - text_width(prompt) - 1)
-        before = line.text[:line.cursor]
-        start = 0
-        while text_width(before[start:]) >= room:
-            start += 1
-        shown = truncate(line.text[start:], room, ellipsis="")
         attr = curses.A_BOLD if state.focus == "input" else 0
-        put(win, rect.y, rect.x, pad(prompt + sanitize(shown), rect.w), attr)
-        return rect.x + text_width(prompt) + text_width(sanitize(before[start:]))
+        prompt_w = text_width(prompt)
+        if line.pending is not None:
+            preview = paste_preview(line.pending, rect.w - prompt_w)
+            put(win, rect.y, rect.x, pad(prompt + preview, rect.w), attr | colors.me)
+            return rect.x + min(rect.w - 1, prompt_w + text_width(preview))
+        room = max(1, rect.w - prompt_w - 1)
+        start, end, cursor_col = window(line.text, line.cursor, room)
+        put(win, rect.y, rect.x, pad(prompt + sanitize(line.text[start:end]), rect.w), attr)
+        return rect.x + prompt_w + cursor_col
 
 
 class StatusBar:

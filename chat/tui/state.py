@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..protocol import Message, user_key
 
@@ -20,6 +20,8 @@ HELP_LINES = [
     "F1/Alt-1 all users · F2/Alt-2 online · F3/Alt-3 send · F4/Alt-4 my messages",
     "F5/Alt-5 reply · F6/Alt-6 log out · F10/Ctrl-O menu · Ctrl-B beep · Ctrl-C quit",
     "Commands: /msg USER TEXT · /reply TEXT · /users · /online · /all · /beep · /help · /quit",
+    "Pasted text is never a command: a pasted /quit shows as //quit and is sent as text.",
+    "A paste of several lines is one message: Enter sends it, Esc or Ctrl-U drops it.",
 ]
 
 MENU_ITEMS = [
@@ -70,15 +72,58 @@ def parse_command(line: str) -> Command:
     return Command(name)
 
 
+def clean_paste(text: str) -> str:
+    """Pasted text as a message: one kind of newline, no controls, no blank lines around it."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isprintable():
+        text = "".join(ch for ch in text if ch.isprintable() or ch in "\n\t")
+    return text.strip("\n")
+
+
 class InputLine:
-    """A one-line editor with the keys of a shell line and a history of what was sent."""
+    """A one-line editor with the keys of a shell line and a history of what was sent.
+
+    A paste of several lines does not fit one line: it waits in ``pending``,
+    shown collapsed, until Enter sends it as one message or Esc drops it.
+    """
 
     def __init__(self) -> None:
         self.text = ""
         self.cursor = 0
         self.history: List[str] = []
+        self.pending: Optional[str] = None
         self._browse: Optional[int] = None
         self._draft = ""
+
+    def paste(self, text: str) -> bool:
+        """Pasted text, never a command; True when it waits in ``pending`` for Enter.
+
+        One line goes into the line as typed text, except that a leading ``/``
+        is doubled (the ``//`` escape): the user sees it, and Enter sends it as
+        text rather than running it. Several lines wait in ``pending``.
+        """
+        text = clean_paste(text)
+        if not text.strip():
+            return self.pending is not None
+        if self.pending is not None:
+            self.pending += "\n" + text
+            return True
+        if "\n" in text:
+            self.pending = text
+            return True
+        if self.cursor == 0 and text.startswith("/"):
+            text = "/" + text
+        self.insert(text)
+        return False
+
+    def take_paste(self) -> Optional[str]:
+        """The waiting paste, now to be sent; the line beneath it is kept."""
+        text, self.pending = self.pending, None
+        return text
+
+    def restore_paste(self, text: str) -> None:
+        """Put back a paste that could not be sent."""
+        self.pending = text if self.pending is None else text + "\n" + self.pending
 
     def insert(self, s: str) -> None:
         self.text = self.text[:self.cursor] + s + self.text[self.cursor:]
@@ -157,6 +202,26 @@ class InputLine:
             common += " "
         self.text = self.text[:start] + common + self.text[self.cursor:]
         self.cursor = start + len(common)
+
+
+class RateLimit:
+    """At most one event per ``interval`` seconds: a flood of messages rings the bell once.
+
+    The clock is passed in so that tests need not sleep.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._last: Optional[float] = None
+
+    def allow(self) -> bool:
+        """True, and the interval restarts, if the last allowed event is old enough."""
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval:
+            return False
+        self._last = now
+        return True
 
 
 @dataclass

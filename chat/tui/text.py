@@ -9,7 +9,7 @@ most emoji take two, combining marks none.
 from __future__ import annotations
 
 import unicodedata
-from typing import List
+from typing import List, Tuple
 
 TAB = "    "
 REPLACEMENT = "\ufffd"
@@ -74,6 +74,37 @@ def text_width(text: str) -> int:
     if text.isascii():
         return len(text)
     return sum(char_width(ch) for ch in text)
+
+
+def shown_width(ch: str) -> int:
+    """Columns one character takes once sanitised (a tab four, a control two: ^X)."""
+    if " " <= ch <= "~":
+        return 1
+    return text_width(sanitize(ch))
+
+
+def window(text: str, cursor: int, room: int) -> Tuple[int, int, int]:
+    """Which part of an input line fits ``room`` columns with the cursor in view.
+
+    Returns (start, end, cursor column). Walks out from the cursor, so the cost
+    is the width of the window, not the length of the line: a long paste stays
+    cheap to redraw. The cursor keeps one column free for itself.
+    """
+    start, used = cursor, 0
+    while start > 0:
+        w = shown_width(text[start - 1])
+        if used + w >= room:
+            break
+        start -= 1
+        used += w
+    end, filled = cursor, used
+    while end < len(text):
+        w = shown_width(text[end])
+        if filled + w > room:
+            break
+        end += 1
+        filled += w
+    return start, end, used
 
 
 def truncate(text: str, width: int, ellipsis: str = "…") -> str:
