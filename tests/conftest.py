@@ -7,7 +7,18 @@ import subprocess
 import pytest
 
 from chat.server import ChatServer
-from tests.support import RawConn, start_server
+from tests.support import RawConn, ServerProcess, start_server
+
+
+@pytest.fixture(autouse=True)
+def no_server_left_behind():
+    """Kill the server subprocesses a test started and did not stop (a failed test)."""
+    yield
+    while ServerProcess.started:
+        proc = ServerProcess.started.pop().proc
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 @pytest.fixture

@@ -150,6 +150,8 @@ class ServerProcess:
     """``python -m chat.server`` in a subprocess: for restarts and kill -9."""
 
     LISTENING = re.compile(r"listening on ([\d.]+):(\d+)")
+    #: Every one started: the test suite kills those a failed test left running.
+    started: List["ServerProcess"] = []
 
     def __init__(self, db: Path, port: int = 0, *extra: str, env=None) -> None:
         self.db = db
@@ -158,6 +160,7 @@ class ServerProcess:
                "--signup-rate", "0", "--read-rate", "0", *extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True,
                                      env=env or {**os.environ, "PYTHONUNBUFFERED": "1"})
+        ServerProcess.started.append(self)
         self.log: List[str] = []
         self.address = self._wait_listening()
         self._pump = threading.Thread(target=self._read_log, daemon=True)

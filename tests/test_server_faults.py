@@ -103,7 +103,7 @@ def test_a_second_server_on_the_same_database_is_refused_and_loses_nothing(tmp_p
         stop.set()
         for t in threads:
             t.join(10)
-    first.kill()
+        first.kill()   # also when an assertion failed: never leave a server behind
     again = ServerProcess(db)
     sink = RawConn(again.address)
     sink.ok("login", username="sink", password="password1")
