@@ -188,6 +188,91 @@ def test_a_bad_users_file_is_refused_never_overwritten(tmp_path, original, users
     assert (folder / JOURNAL_FILE).read_bytes() == journal
 
 
+# ---------------------------------------------------------------- (b2) room messages, nonces
+
+@pytest.fixture
+def with_nonces(tmp_path, original) -> Tuple[bytes, bytes, bytes]:
+    """``original`` plus a room and messages to it and to users, some with nonces:
+    (journal, users, accounts)."""
+    journal, users, _ = original
+    folder = tmp_path / "nonces"
+    write_db(folder, journal, users)
+    with Store(folder) as s:
+        s.create_room("alice", "#General")
+        s.join_room("bob", "#general")
+        for i, (to, nonce) in enumerate([("#general", "n\"1\u00e9"), ("alice", None),
+                                         ("#GENERAL", None), ("alice", "n2"),
+                                         ("#general", "n3")]):
+            s.wait_durable(s.append("bob", to, f"@alice {i}", nonce=nonce)[0])
+    return ((folder / JOURNAL_FILE).read_bytes(), users, (folder / ACCOUNTS_FILE).read_bytes())
+
+
+def check_nonces(s: Store, upto: int) -> None:
+    """What ``with_nonces`` holds up to its message ``upto`` (ids N_MESSAGES + 1 on)."""
+    first = N_MESSAGES + 1
+    for nonce, msg_id in (('n"1\u00e9', first), ("n2", first + 3), ("n3", first + 4)):
+        msg_id2, _, fresh = s.append("bob", "alice", "resend", nonce=nonce)
+        assert fresh == (msg_id > upto) and (fresh or msg_id2 == msg_id)
+    assert s.room_counts("alice", "#general") == (len({first, first + 2, first + 4}
+                                                      & set(range(first, upto + 1))),) * 2
+
+
+def test_a_journal_torn_in_a_nonce_record_loses_only_that_record(tmp_path, with_nonces):
+    journal, users, accounts = with_nonces
+    last = line_starts(journal)[-1]
+    assert b'"n":"n3"' in journal[last:]
+    for cut in range(last + 1, len(journal), 5):
+        folder = tmp_path / f"cut{cut}"
+        write_db(folder, journal[:cut], users, accounts)
+        with Store(folder) as s:
+            assert s.last_id == N_MESSAGES + 4
+            check_nonces(s, N_MESSAGES + 4)
+    with Store(tmp_path / f"cut{cut}") as s:      # the torn nonce was sent again, and kept
+        assert s.append("bob", "#general", "x", nonce="n3")[:3:2] == (N_MESSAGES + 5, False)
+
+
+def test_a_flipped_byte_in_a_middle_nonce_record_is_refused(tmp_path, with_nonces):
+    journal, users, accounts = with_nonces
+    starts = line_starts(journal)
+    line = N_MESSAGES + 1                          # the first, with a nonce that needs escapes
+    assert b'"n":"n\\"1\\u00e9"' in journal[starts[line - 1]:starts[line]]
+    for offset in range(starts[line - 1], starts[line], 4):
+        damaged = bytearray(journal)
+        damaged[offset] ^= 0x01
+        folder = tmp_path / f"flip{offset}"
+        write_db(folder, bytes(damaged), users, accounts)
+        with pytest.raises(StoreCorrupt) as err:
+            Store(folder)
+        assert (err.value.line, err.value.offset) == (line, starts[line - 1])
+        assert (folder / JOURNAL_FILE).read_bytes() == bytes(damaged)
+
+
+def test_a_message_to_a_room_the_accounts_do_not_know_is_refused(tmp_path, with_nonces):
+    journal, users, _ = with_nonces
+    folder = tmp_path / "db"
+    write_db(folder, journal, users)               # the accounts journal with the room is gone
+    with pytest.raises(StoreCorrupt) as err:
+        Store(folder)
+    assert err.value.line == N_MESSAGES + 1 and "no room" in err.value.reason
+
+
+def test_the_nonce_of_a_lost_message_is_forgotten(tmp_path):
+    files, now = FullDisk(), FakeTime()
+    with Store(tmp_path / "db", files=files, monotonic=now) as s:
+        s.add_user("alice", "h")
+        s.add_user("bob", "h")
+        files.full = True
+        lost, _, _ = s.append("alice", "bob", "lost", nonce="n")
+        with pytest.raises(p.ChatError):
+            s.wait_durable(lost)
+        files.full = False
+        now.now += 1
+        stored, _, fresh = s.append("alice", "bob", "stored", nonce="n")
+        assert fresh and stored == lost + 1
+        s.wait_durable(stored)
+        assert s.append("alice", "bob", "again", nonce="n")[:3:2] == (stored, False)
+
+
 # ---------------------------------------------------------------- (c) atomic replace
 
 class FaultyFile:
@@ -758,8 +843,12 @@ def run_until_power_cut(seed: int) -> None:
     store = Store("db", files=disk, compact_min_bytes=rng.choice([500, 5_000, 1 << 20]))
     for name in USERS:
         store.add_user(name, "h")
+    store.create_room(USERS[0], "#r")
+    for name in USERS[1:]:
+        store.join_room(name, "#r")
     disk.fsync_seconds = rng.choice([0.0, 0.0005, 0.002])
     acked: List[Tuple[int, str, str, str]] = []     # (id, from, to, text)
+    acked_nonces: Dict[str, int] = {}
     acked_users: List[str] = []
     acked_markers: Dict[Tuple[str, str], int] = {}
 
@@ -773,6 +862,20 @@ def run_until_power_cut(seed: int) -> None:
                 return
             acked.append((msg_id, frm, to, f"{k}-{i}"))
 
+    def room_sender() -> None:
+        """Sends to the room with nonces, and resends each once, as after a lost reply."""
+        for i in range(10_000):
+            try:
+                msg_id, _, fresh = store.append("carol", "#R", f"room-{i}", nonce=f"r{i}")
+                assert fresh
+                assert store.append("carol", "#r", "resent", nonce=f"r{i}")[:3:2] == (msg_id,
+                                                                                     False)
+                store.wait_durable(msg_id)
+            except p.ChatError:
+                return
+            acked.append((msg_id, "carol", "#r", f"room-{i}"))
+            acked_nonces[f"r{i}"] = msg_id
+
     def signer() -> None:
         for i in range(10_000):
             try:
@@ -784,6 +887,7 @@ def run_until_power_cut(seed: int) -> None:
         pick = random.Random(seed)
         for _ in range(10_000):
             user, peer = pick.sample(USERS, 2)
+            peer = "#r" if pick.random() < 0.25 else peer
             try:
                 store.mark_read(user, peer, store.durable_id)
             except p.ChatError:
@@ -791,7 +895,8 @@ def run_until_power_cut(seed: int) -> None:
             acked_markers[(user, peer)] = store.read_marker(user, peer)
 
     threads = [threading.Thread(target=sender, args=(k,)) for k in range(len(USERS))]
-    threads += [threading.Thread(target=signer), threading.Thread(target=reader)]
+    threads += [threading.Thread(target=signer), threading.Thread(target=reader),
+                threading.Thread(target=room_sender)]
     for t in threads:
         t.start()
     threading.Event().wait(rng.uniform(0.001, 0.04))
@@ -817,6 +922,8 @@ def run_until_power_cut(seed: int) -> None:
         assert set(acked_users) <= set(again.usernames())
         for (user, peer), marker in acked_markers.items():
             assert again.read_marker(user, peer) >= marker
+        for nonce, msg_id in acked_nonces.items():     # a resend after the crash stores nothing
+            assert again.append("carol", "#r", "again", nonce=nonce)[:3:2] == (msg_id, False)
         next_id, _ = again.append_message("alice", "bob", "after the crash")
         again.wait_durable(next_id)
         assert next_id == again.last_id == len(seen) + 1
@@ -843,6 +950,9 @@ ACCOUNT_CHANGES: List[Tuple[str, Callable[[Store], object], Optional[Callable[[S
     ("hash", lambda s: s.set_password_hash("alice", "h2"),
      lambda s: s.get_user("alice").password_hash == "h2"),
     ("join", lambda s: s.join_room("bob", "#r"), lambda s: s.is_member("bob", "#r")),
+    ("room-read", lambda s: (s.wait_durable(s.append("alice", "#r", "hi @bob", nonce="n")[0]),
+                             s.mark_read("bob", "#r", 10**9)),
+     lambda s: s.read_marker("bob", "#r") > 0 and s.room_counts("bob", "#r") == (0, 0)),
     ("dave", lambda s: s.add_user("dave", "h"), lambda s: s.get_user("dave") is not None),
     ("compact", _compact, None),
     ("private", lambda s: s.create_room("bob", "#p", private=True),

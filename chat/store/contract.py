@@ -20,6 +20,12 @@ Messages: queue, then wait
     acknowledge the send and tell the recipients. Ids grow strictly, across
     restarts too, but may skip ids burned by a failed write.
 
+Resends
+    A message sent with a nonce carries it in its durable record: once the
+    send was acknowledged, a resend by the same user with the same nonce
+    (even after a crash, among at least its last 1,000 nonces) stores nothing
+    and is answered with the stored message.
+
 Readers see durable state only
     ``history``, ``search``, ``get_message``, the unread counts and the room
     queries show messages and changes that are durable: nothing a crash could
@@ -93,9 +99,15 @@ class Room:
 
 
 class ChatStore(Protocol):
-    """The operations the server uses. Names are accepted in any case and come
-    out canonical (as first signed up); see the module docstring for what is
-    durable when a call returns."""
+    """The operations the server uses. Names (users and rooms) are accepted in any
+    case and come out canonical (as first signed up, as created); see the module
+    docstring for what is durable when a call returns and what readers see.
+
+    A conversation is direct (the other side a username) or a room (a name
+    starting with ``#``); wherever ``other``/``with_user``/``to`` is taken, either
+    is. What a user may *see* is its own direct messages and every message of
+    the rooms it is a member of now.
+    """
 
     # ------------------------------------------------------------ life cycle
 
@@ -141,24 +153,93 @@ class ChatStore(Protocol):
 
     # ------------------------------------------------------------ read markers
 
-    def mark_read(self, user: str, peer: str, upto: int) -> None:
-        """Move ``user``'s read marker in the conversation with ``peer`` forward
-        (never back), capped at the newest durable message ``user`` may read
-        there; a call that does not move it writes nothing. Durable when it
-        returns."""
+    def mark_read(self, user: str, other: str, upto: int) -> Optional[int]:
+        """Move ``user``'s read marker in the conversation with ``other`` forward
+        (never back); the new value when it moved, None when it did not (then
+        nothing is written). Capped at the newest durable message from
+        ``other`` to ``user`` (direct) or the room's newest durable message.
+        Durable when it returns. ChatError(unknown_user, unknown_room,
+        not_a_member)."""
         ...
 
-    def read_marker(self, user: str, peer: str) -> int: ...
+    def read_marker(self, user: str, peer: str) -> int:
+        """``user``'s marker in the conversation with ``peer`` (a user or a room), 0: none."""
+        ...
 
     def unread_counts(self, user: str) -> Dict[str, int]:
         """Canonical peer -> durable direct messages to ``user`` above the marker (> 0)."""
         ...
 
+    # ------------------------------------------------------------ rooms
+
+    def create_room(self, creator: str, room: str, topic: str = "",
+                    private: bool = False) -> Room:
+        """Create a room, ``creator`` its first member (marker 0). Durable when it
+        returns. ChatError(invalid_room, invalid_topic, room_taken: in any case)."""
+        ...
+
+    def get_room(self, room: str) -> Optional[Room]: ...
+
+    def join_room(self, user: str, room: str) -> Tuple[Room, bool]:
+        """Join: (the room, whether anything changed; a member joining again changes
+        nothing and writes nothing). The marker starts at the room's newest
+        durable message; an invitation is used up. Durable when it returns.
+        ChatError(unknown_room, not_invited)."""
+        ...
+
+    def leave_room(self, user: str, room: str) -> Room:
+        """Leave: the room's history, search and marker are no longer the user's; the
+        room stays. Durable when it returns. ChatError(unknown_room, not_a_member)."""
+        ...
+
+    def invite(self, by: str, room: str, username: str) -> bool:
+        """Invite to a private room: whether anything changed (inviting a member, an
+        invited user or to a public room does not). Durable when it returns.
+        ChatError(unknown_room, not_a_member, unknown_user)."""
+        ...
+
+    def set_topic(self, by: str, room: str, topic: str) -> Room:
+        """Durable when it returns. ChatError(unknown_room, not_a_member, invalid_topic)."""
+        ...
+
+    def room_members(self, room: str) -> List[str]:
+        """Canonical member names sorted by lower case. ChatError(unknown_room)."""
+        ...
+
+    def rooms_visible_to(self, user: str) -> List[Room]:
+        """Every public room and the private ones ``user`` is in or invited to,
+        sorted by lower-cased name."""
+        ...
+
+    def rooms_of(self, user: str) -> List[str]:
+        """Canonical names of the rooms ``user`` is a member of, sorted."""
+        ...
+
+    def is_member(self, user: str, room: str) -> bool: ...
+
+    def is_invited(self, user: str, room: str) -> bool: ...
+
+    def room_counts(self, user: str, room: str) -> Tuple[int, int]:
+        """(unread, mentions): durable room messages from others above ``user``'s
+        marker, and those that mention it (PROTOCOL-v2's rule); (0, 0) for a
+        non-member. ChatError(unknown_room)."""
+        ...
+
     # ------------------------------------------------------------ messages
+
+    def append(self, sender: str, to: str, text: str, reply_to: Optional[int] = None,
+               nonce: Optional[str] = None) -> Tuple[int, str, bool]:
+        """Queue a message to a user or a room: (id, message JSON, fresh); not durable
+        until ``wait_durable``. A nonce the sender used before (at least its last
+        1,000, across restarts) stores nothing: the answer is the message stored
+        for it, fresh=False, even if not durable yet and whatever ``to``/text.
+        ChatError(unknown_user, unknown_room, not_a_member, unknown_message for a
+        ``reply_to`` the sender cannot see, server_error)."""
+        ...
 
     def append_message(self, sender: str, to: str, text: str,
                        reply_to: Optional[int] = None) -> Tuple[int, str]:
-        """Queue a message: (id, message JSON); not durable until ``wait_durable``."""
+        """``append`` without a nonce: (id, message JSON)."""
         ...
 
     def wait_durable(self, msg_id: int) -> None:
@@ -177,10 +258,27 @@ class ChatStore(Protocol):
     def history(self, user: str, with_user: Optional[str] = None,
                 after: Optional[int] = None, before: Optional[int] = None,
                 limit: int = 100) -> List[str]:
-        """Message JSON strings visible to ``user``, ascending, durable only."""
+        """The messages of ``history_page``."""
+        ...
+
+    def history_page(self, user: str, with_user: Optional[str] = None,
+                     after: Optional[int] = None, before: Optional[int] = None,
+                     limit: int = 100) -> Tuple[List[str], bool]:
+        """Message JSON strings ``user`` may see, ascending, durable only, and whether
+        more exist beyond the page in the paging direction: with ``after`` the
+        oldest ``limit`` above it (more = newer exist), else the newest ``limit``
+        below ``before`` if given (more = older exist). ``with_user`` a user or
+        a room (ChatError(unknown_room, not_a_member)); without it, the direct
+        messages and every message of the rooms ``user`` is in now."""
+        ...
+
+    def search(self, user: str, query: str, with_user: Optional[str] = None,
+               before: Optional[int] = None, limit: int = 50) -> Tuple[List[str], bool]:
+        """The newest ``limit`` messages ``user`` may see whose text contains ``query``
+        (casefolded), id below ``before`` if given, ascending; and whether older
+        matches exist. ChatError(unknown_user, unknown_room, not_a_member)."""
         ...
 
     def get_message(self, msg_id: int) -> Optional[Message]:
-        """A durable message by id, or None."""
+        """A durable message by id (whoever may see it), or None."""
         ...
-

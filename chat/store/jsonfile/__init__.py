@@ -9,17 +9,19 @@ A data folder holds:
     tail and cut it away. No repair happens without it.
 
 ``users.json``
-    The snapshot of accounts and read markers (``state``), replaced
+    The snapshot of accounts, read markers and rooms (``snapshot``), replaced
     atomically now and then, never edited. A new folder has none until the
     first compaction; a version 1 file is read as it is and left alone until
     then.
 
 ``accounts.jsonl``
-    The accounts journal (``accounts``): every account, marker change
-    after the snapshot, one a line, fsynced before the call returns.
+    The accounts journal (``accounts``): every change after the snapshot to
+    accounts, markers and rooms (``state`` lists them), one a line, fsynced
+    before the call returns.
 
 ``messages.jsonl``
-    The message journal (``journal``), written by group commit.
+    The message journal (``journal``), written by group commit; a message
+    sent with a nonce carries it in its line (``records``).
 
 Opening replays the journals, streamed in bounded chunks (``scan``). A
 damaged tail is what a crash during a write leaves, and is cut away with a
@@ -28,11 +30,16 @@ warning; damage with intact records after it is not, and raises
 exactly as it was.
 
 The parts: ``records`` (file names, line formats), ``scan`` (replay),
-``state`` (what account changes mean; the snapshot), ``accounts`` (the
-accounts journal and its compaction), ``names`` (new names on their way),
-``journal`` (the message journal: group commit, lost ids), ``bodies`` (bodies
-read back through a cache), ``indexes`` (sorted id arrays), ``store`` (the
-facade and the rules that need several parts).
+``state`` (what each accounts-journal change means), ``snapshot``
+(users.json), ``accounts`` (the accounts journal and its compaction),
+``names`` (new account names on their way), ``rooms`` (room changes and
+queries), ``journal`` (the message journal: group commit, lost ids),
+``bodies`` (bodies read back through a cache), ``indexes`` (sorted id
+arrays), ``nonces`` (resends), ``messages`` (sending and reading: who may
+see what), ``store`` (the facade). Lock order: a room change's turn
+(``rooms``), then the accounts journal's locks (``accounts``), then the
+store's one lock; the message committer takes only the store's lock, and
+no file I/O happens under it.
 """
 from .store import COMPACT_MIN_BYTES, Store
 

@@ -43,8 +43,9 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 8.0
 #: Where a message's body is, by id - 1: its offset in the journal, or one of these.
 UNWRITTEN, LOST = -1, -2
 
-#: Replay's callback for each good record: its match, id, line number and byte offset.
-Index = Callable[["re.Match[bytes]", int, int, int], None]
+#: Replay's callback for each good record: its match, id, message JSON length, line number
+#: and byte offset.
+Index = Callable[["re.Match[bytes]", int, int, int, int], None]
 
 
 class Queued(NamedTuple):
@@ -122,14 +123,15 @@ class MessageJournal:
         add_where, add_length = where.append, self.lengths.append
 
         def take(m: "re.Match[bytes]", body: bytes, line: int, offset: int) -> None:
-            msg_id = int(m.group(2))
+            msg_id = int(m.group(3))
             if msg_id != len(where) + 1:   # ids only grow, but skip ids lost to failed writes
                 self._skip_to(msg_id, line, offset)
             if not body.isascii():
                 raise StoreCorrupt(path, line, offset, "a record that is not ASCII")
+            start, end = m.span(2)
             add_where(offset + BODY_START)
-            add_length(len(body))
-            index(m, msg_id, line, offset)
+            add_length(end - start)
+            index(m, msg_id, end - start, line, offset)
 
         return take
 
@@ -177,10 +179,13 @@ class MessageJournal:
 
     # ------------------------------------------------------------ appending (lock held)
 
-    def check_accepting(self) -> None:
-        """ChatError(server_error) when closed, or while backing off after a disk error."""
+    def check_open(self) -> None:
+        """ChatError(server_error) once the store is closing."""
         if self._closing:
             raise p.ChatError(p.SERVER_ERROR, "the store is closed")
+
+    def check_backoff(self) -> None:
+        """ChatError(server_error) while backing off after a disk error."""
         if self._retry_at and self._monotonic() < self._retry_at:
             raise p.ChatError(p.SERVER_ERROR, DISK_BUSY)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 USERS_FILE = "users.json"
 ACCOUNTS_FILE = "accounts.jsonl"
@@ -17,14 +17,19 @@ JOURNAL_FILE = "messages.jsonl"
 
 _NAME = rb"[A-Za-z0-9_.\-]{1,32}"
 
-#: One message-journal line, ``{"m":<message JSON>,"c":<crc>}``. Group 1 is the message
-#: JSON (what the crc covers), 2 its id, 3 the from/to pair (a cache key), 4 and 5 the
-#: names, 6 the crc. The message JSON's key order is fixed by protocol.message_json,
-#: which is what makes a regular expression enough to index a record without parsing it.
+#: One message-journal line: ``{"m":<message JSON>,"c":<crc>}``, or with the sender's
+#: nonce ``{"m":<message JSON>,"n":<nonce as a JSON string>,"c":<crc>}``. The crc covers
+#: everything between ``{"m":`` and ``,"c":`` (group 1: for a line without a nonce, the
+#: message JSON alone, as lines were before nonces). Group 2 is the message JSON, 3 its id,
+#: 4 the from/to pair (a cache key), 5 and 6 the names (the recipient a user or a room),
+#: 7 the nonce JSON or None, 8 the crc. The message JSON's key order is fixed by
+#: protocol.message_json and it ends with ``"reply_to"``, which is what makes a regular
+#: expression enough to index a record without parsing it.
 MESSAGE_RECORD = re.compile(
-    rb'\{"m":(\{"id":([0-9]{1,18}),("from":"(' + _NAME + rb')","to":"(' + _NAME
-    + rb')"),.*\}),"c":([0-9]{1,10})\}\Z', re.DOTALL)
-MESSAGE_CRC_GROUP = 6
+    rb'\{"m":((\{"id":([0-9]{1,18}),("from":"(' + _NAME + rb')","to":"(#?' + _NAME
+    + rb')"),.*,"reply_to":(?:null|[0-9]{1,18})\})(?:,"n":("(?:[^"\\]|\\.){1,800}"))?),'
+    rb'"c":([0-9]{1,10})\}\Z', re.DOTALL)
+MESSAGE_CRC_GROUP = 8
 #: Bytes before the message JSON in a message-journal line: ``{"m":``.
 BODY_START = 5
 
@@ -35,9 +40,18 @@ ACCOUNT_RECORD = re.compile(rb'\{"a":(\{"seq":([0-9]{1,18}),.*\}),"c":([0-9]{1,1
 ACCOUNT_CRC_GROUP = 3
 
 
-def message_line(body: bytes) -> bytes:
-    """The journal line of a message whose JSON is ``body`` (ASCII)."""
-    return b'{"m":%s,"c":%d}\n' % (body, zlib.crc32(body))
+def message_line(body: bytes, nonce: Optional[bytes] = None) -> bytes:
+    """The journal line of a message whose JSON is ``body`` (ASCII), with the nonce
+    (``nonce_json``) it was sent with, if any."""
+    if nonce is None:
+        return b'{"m":%s,"c":%d}\n' % (body, zlib.crc32(body))
+    checked = b'%s,"n":%s' % (body, nonce)
+    return b'{"m":%s,"c":%d}\n' % (checked, zlib.crc32(checked))
+
+
+def nonce_json(nonce: str) -> bytes:
+    """A nonce as the journal holds it: a JSON string, ASCII."""
+    return json.dumps(nonce).encode("ascii")
 
 
 def change_line(seq: int, change: Dict[str, Any]) -> bytes:

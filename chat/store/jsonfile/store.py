@@ -6,7 +6,6 @@ per folder: the folder lock refuses a second one, in this process or another.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -18,10 +17,11 @@ from ..contract import DurableListener, Room, User
 from ..fileio import FileLayer, FolderLock, OsFileLayer
 from .accounts import AccountJournal
 from .bodies import CACHE_BYTES, BodyCache
-from .indexes import Indexes, contains, newest, page
+from .indexes import Indexes, newest
 from .journal import MessageJournal, Queued
+from .messages import Messages
 from .names import NameBook
-from .records import ACCOUNTS_FILE, JOURNAL_FILE, USERS_FILE, message_line
+from .records import ACCOUNTS_FILE, JOURNAL_FILE, USERS_FILE
 from .rooms import Rooms
 from .state import room_conv
 
@@ -57,6 +57,8 @@ class Store:
                                        self._lock, monotonic, self._unfile)
         self._bodies = BodyCache(self._journal, self._lock, cache_bytes)
         self._index = Indexes()
+        self._messages = Messages(self._lock, self._journal, self._bodies, self._index,
+                                  self._state, clock)
         self._rooms = Rooms(self._lock, self._accounts, self._newest_in, clock)
 
         self._files.makedirs(self.directory)
@@ -80,11 +82,14 @@ class Store:
         leaves the folder exactly as it was.
         """
         self._accounts.load()
-        self._journal.load(self._index.replayer())
+        self._journal.load(self._messages.replayer(self._journal.path))
         self._remove_stale_temps()
         self._accounts.open()
         self._journal.open()
         self._files.fsync_dir(self.directory)  # the journals' entries, if just created
+
+    def _unfile(self, queued: Queued) -> None:
+        self._messages.unfile(queued)
 
     def _close_files(self) -> None:
         self._accounts.close()
@@ -299,38 +304,21 @@ class Store:
 
     # ------------------------------------------------------------ messages
 
+    def append(self, sender: str, to: str, text: str, reply_to: Optional[int] = None,
+               nonce: Optional[str] = None) -> Tuple[int, str, bool]:
+        """Queue a message to a user or a room: (id, message JSON, fresh).
+
+        A resend with a nonce the sender used before stores nothing and
+        answers with the message stored for it, fresh=False. Not durable until
+        ``wait_durable(id)``. See ``messages.Messages.append`` for the errors.
+        """
+        return self._messages.append(sender, to, text, reply_to, nonce)
+
     def append_message(self, sender: str, to: str, text: str,
                        reply_to: Optional[int] = None) -> Tuple[int, str]:
-        """Assign the next id and queue the message: (id, message JSON).
-
-        Not durable until ``wait_durable(id)`` returns. Names come out
-        canonical. ChatError(unknown_message) if ``reply_to`` is not a message
-        the sender sent or received; ChatError(server_error) when the store is
-        closed, or for a while after the disk refused a write.
-        """
-        skey, tkey = p.user_key(sender), p.user_key(to)
-        with self._lock:
-            journal = self._journal
-            journal.check_accepting()
-            accounts = self._state.accounts
-            srec, trec = accounts.get(skey), accounts.get(tkey)
-            if srec is None or trec is None:
-                name = to if srec else sender
-                raise p.ChatError(p.UNKNOWN_USER, f"there is no user {name[:40]!r}")
-            if reply_to is not None and not contains(self._index.by_user.get(skey), reply_to):
-                raise p.ChatError(p.UNKNOWN_MESSAGE,
-                                  f"you have no message {reply_to} to reply to")
-            msg_id = journal.last_id + 1
-            body = p.message_json(msg_id, srec.name, trec.name, text, self._clock(), reply_to)
-            raw = body.encode("ascii")
-            route = self._index.route(skey, tkey)
-            journal.queue(Queued(msg_id, message_line(raw), body, (route, skey, len(raw))))
-            self._index.file(msg_id, route, skey, len(raw))
+        """``append`` without a nonce, as version 1 servers call it: (id, message JSON)."""
+        msg_id, body, _ = self._messages.append(sender, to, text, reply_to)
         return msg_id, body
-
-    def _unfile(self, queued: Queued) -> None:
-        route, skey, size = queued.undo
-        self._index.unfile(queued.msg_id, route, skey, size)
 
     def add_durable_listener(self, listener: DurableListener) -> None:
         """Call ``listener(durable_id, failed)`` from the committer after each batch.
@@ -369,31 +357,35 @@ class Store:
     def history(self, user: str, with_user: Optional[str] = None,
                 after: Optional[int] = None, before: Optional[int] = None,
                 limit: int = p.DEFAULT_HISTORY_LIMIT) -> List[str]:
-        """Message JSON strings ``user`` sent or received, ascending, durable only.
+        """The messages of ``history_page``, without ``more``."""
+        return self._messages.history_page(user, with_user, after, before, limit)[0]
+
+    def history_page(self, user: str, with_user: Optional[str] = None,
+                     after: Optional[int] = None, before: Optional[int] = None,
+                     limit: int = p.DEFAULT_HISTORY_LIMIT) -> Tuple[List[str], bool]:
+        """Message JSON strings ``user`` may see, ascending, durable only, and ``more``.
 
         As the protocol's history op: with ``after``, the oldest ``limit`` with
         a greater id (``before`` is then not used); otherwise the newest
-        ``limit``, below ``before`` when given.
+        ``limit``, below ``before`` when given. Without ``with_user``: the
+        user's direct messages and every message of the rooms it is in now.
         """
-        if limit <= 0:
-            return []
-        ukey = p.user_key(user)
-        with self._lock:
-            if with_user is None:
-                ids = self._index.by_user.get(ukey)
-            else:
-                ids = self._index.conversation(p.conversation_key(ukey, with_user))
-            if not ids:
-                return []
-            lookup = self._bodies.from_cache(page(ids, self._journal.durable_id, after,
-                                                  before, limit))
-        return self._bodies.fetch(lookup)
+        return self._messages.history_page(user, with_user, after, before, limit)
+
+    def search(self, user: str, query: str, with_user: Optional[str] = None,
+               before: Optional[int] = None, limit: int = p.DEFAULT_SEARCH_LIMIT
+               ) -> Tuple[List[str], bool]:
+        """The newest ``limit`` visible messages whose text contains ``query`` (any
+        case), ascending, and whether older matches exist."""
+        return self._messages.search(user, query, with_user, before, limit)
 
     def get_message(self, msg_id: int) -> Optional[p.Message]:
         """A durable message by id, or None."""
-        with self._lock:
-            if not 1 <= msg_id <= self._journal.durable_id or self._journal.where[msg_id - 1] < 0:
-                return None
-            lookup = self._bodies.from_cache([msg_id])
-        return p.Message.from_dict(json.loads(self._bodies.fetch(lookup)[0]))
+        return self._messages.get_message(msg_id)
 
+    def room_counts(self, user: str, room: str) -> Tuple[int, int]:
+        """(unread, mentions) of ``user`` in ``room``; (0, 0) for a non-member.
+
+        ChatError(unknown_room).
+        """
+        return self._messages.room_counts(user, room)
