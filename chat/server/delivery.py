@@ -49,7 +49,13 @@ class Deliveries:
         self._delivery_seq = itertools.count()
         self._delivering = False          # one thread sends acknowledgements at a time
         self._durable_seen = 0
+        #: Ids the store gave up on (failed writes), as it reported them: kept here so
+        #: the per-message path never takes the store's lock to ask.
+        self._lost: List[range] = []
         store.add_durable_listener(self._on_durable)
+
+    def _is_lost(self, msg_id: int) -> bool:
+        return any(msg_id in ids for ids in self._lost) if self._lost else False
 
     def deliver_when_durable(self, last_id: int, handler: "ChatHandler", replies: List[bytes],
                              sends: List[Send]) -> None:
@@ -60,9 +66,9 @@ class Deliveries:
                            (last_id, next(self._delivery_seq), handler, replies, sends))
             handler.undelivered += 1
             handler._drained.clear()
-        store = self._store
-        if last_id <= store.durable_id or store.lost(last_id):
-            self._on_durable(store.durable_id, None)  # settled already: nobody else will call
+        durable_id = self._store.durable_id
+        if last_id <= durable_id or self._is_lost(last_id):
+            self._on_durable(durable_id, None)  # settled already: nobody else will call
 
     def _on_durable(self, durable_id: int, failed: Optional[range]) -> None:
         """Send every reply and event whose messages are now on disk (from the committer).
@@ -76,10 +82,12 @@ class Deliveries:
         """
         with self._delivery_lock:
             self._durable_seen = max(self._durable_seen, durable_id)
+            if failed:
+                self._lost.append(failed)
             if self._delivering:
                 return  # the thread sending now takes this work on its next round
             self._delivering = True
-        lost = self._store.lost
+        lost = self._is_lost
         while True:
             with self._delivery_lock:
                 ready = []
@@ -105,7 +113,7 @@ class Deliveries:
     def _settle(self, replies: List[bytes], sends: List[Send]) -> List[Send]:
         """Turn the acknowledgement of every message the store lost into an error
         reply (in place); the sends that were stored."""
-        lost = self._store.lost
+        lost = self._is_lost
         stored = []
         for send in sends:
             if lost(send.id):
