@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 SERVER_NAME = "parallel-chat"
 DEFAULT_PORT = 5050
 

@@ -50,7 +50,7 @@ class RawConn:
         self._next_id = 0
         if read_hello:
             hello = self.recv()
-            assert hello == {"event": "hello", "server": "parallel-chat", "protocol": 1}, hello
+            assert hello == {"event": "hello", "server": "parallel-chat", "protocol": 2}, hello
 
     def send_bytes(self, data: bytes) -> None:
         self.sock.sendall(data)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
 
@@ -145,18 +146,18 @@ def test_reconnect_fetches_what_was_missed_exactly_once(tmp_path):
 
 def test_reply_timeout(clients, chat_server):
     alice = clients("alice", timeout=0.5)
-    original = chat_server.store.history
+    original = chat_server.store.history_page
 
     def slow(*args, **kwargs):
         time.sleep(1.5)
         return original(*args, **kwargs)
 
-    chat_server.store.history = slow
+    chat_server.store.history_page = slow
     try:
         with pytest.raises(TimeoutError, match="no reply to history"):
             alice.history()
     finally:
-        chat_server.store.history = original
+        chat_server.store.history_page = original
     time.sleep(1.2)  # the late reply arrives meanwhile and is dropped
     alice.ping()  # later requests still match their own replies
 
@@ -171,3 +172,88 @@ def test_a_refused_connection_says_why(make_server):
     with pytest.raises(ConnectionError, match="too many connections from your address"):
         second.connect()
     first.close()
+
+
+class DroppingProxy:
+    """A TCP proxy between a client and a server that can lose the reply to a send:
+    it swallows that reply, calls ``on_drop`` (which may restart the server and
+    point ``target`` at the new one), then cuts the client's connection."""
+
+    def __init__(self, target) -> None:
+        self.target = target
+        self.drop_next_send_reply = False
+        self.on_drop = lambda: None
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self.listener.getsockname()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            threading.Thread(target=self._pump, args=(client, upstream, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True),
+                             daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_server: bool) -> None:
+        buffered = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not from_server:
+                    dst.sendall(data)
+                    continue
+                buffered += data
+                *lines, buffered = buffered.split(b"\n")
+                for line in lines:
+                    if self.drop_next_send_reply and b'"ok":true,"message"' in line:
+                        self.drop_next_send_reply = False
+                        self.on_drop()
+                        raise OSError("dropped")
+                    dst.sendall(line + b"\n")
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_send_whose_reply_was_lost_to_a_restart_is_stored_exactly_once(tmp_path):
+    db = tmp_path / "db"
+    server = ServerProcess(db)
+    proxy = DroppingProxy(server.address)
+    alice = ChatClient.connect_as(*proxy.address, "alice", "password1", signup=True)
+    alice.signup("bob", "password1")
+    servers = [server]
+
+    def restart() -> None:   # the server stored the message, then dies before replying
+        servers[0].kill()
+        servers.append(ServerProcess(db))
+        proxy.target = servers[-1].address
+
+    proxy.on_drop = restart
+    proxy.drop_next_send_reply = True
+    try:
+        msg = alice.send("bob", "exactly once, whatever happens")
+        assert msg.text == "exactly once, whatever happens"
+        bob = ChatClient.connect_as(*servers[-1].address, "bob", "password1")
+        texts = [m.text for m in bob.history(with_user="alice")]
+        assert texts == ["exactly once, whatever happens"]
+        assert len(servers) == 2
+        bob.close()
+    finally:
+        alice.close()
+        proxy.close()
+        servers[-1].terminate()

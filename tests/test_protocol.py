@@ -115,7 +115,7 @@ def test_replies_and_events_are_single_ascii_lines():
         assert frame.endswith(b"\n") and frame.count(b"\n") == 1 and frame.isascii()
         json.loads(frame)
     assert json.loads(frames[2]) == {"ok": True, "messages": []}
-    assert json.loads(frames[3]) == {"event": "hello", "server": "parallel-chat", "protocol": 1}
+    assert json.loads(frames[3]) == {"event": "hello", "server": "parallel-chat", "protocol": 2}
     assert "reply_to" not in json.loads(frames[5])
 
 

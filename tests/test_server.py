@@ -291,7 +291,7 @@ def test_server_error_is_answered_and_logged(chat_server, connect, monkeypatch, 
     def broken(*args, **kwargs):
         raise RuntimeError("injected fault")
 
-    monkeypatch.setattr(chat_server.store, "history", broken)
+    monkeypatch.setattr(chat_server.store, "history_page", broken)
     alice.error("history", p.SERVER_ERROR)
     assert "injected fault" in caplog.text
     alice.ok("ping")

@@ -30,8 +30,9 @@ class Send(NamedTuple):
     index: int                      # where its acknowledgement stands in the batch
     req_id: Optional[p.RequestId]   # to answer with an error instead, if it is lost
     json: str                       # the message as the wire shows it
-    to: str
+    to: str                         # a user or a room, canonical
     sender: str
+    fresh: bool                     # False: a resend with a used nonce (no event)
 
 
 class Deliveries:

@@ -192,10 +192,11 @@ class ChatHandler(socketserver.BaseRequestHandler):
         return op(self, request)
 
     def sent(self, msg_id: int, req_id: Optional[p.RequestId], msg_json: str, to: str,
-             sender: str) -> None:
+             sender: str, fresh: bool = True) -> None:
         """A send's message was appended: its reply (the op's return value, next in
         the batch) must wait for the commit."""
-        self._batch_msgs.append(Send(msg_id, len(self._batch), req_id, msg_json, to, sender))
+        self._batch_msgs.append(Send(msg_id, len(self._batch), req_id, msg_json, to, sender,
+                                     fresh))
         self._last_msg_id = msg_id
 
     def logged_in(self, name: str) -> None:

@@ -25,6 +25,7 @@ from .config import ServerConfig
 from .delivery import Deliveries, Send
 from .handler import ChatHandler
 from .netio import Flusher, OutboxBudget, send_nowait
+from .rooms import RoomRegistry
 
 log = logging.getLogger("chat.server")
 
@@ -66,6 +67,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self._admitted: Dict[socket.socket, str] = {}   # accepted socket -> peer host
         self._per_address: Counter = Counter()
         self._handshakes = 0
+        self.rooms = RoomRegistry(self._room_members)
         self.delivery = Deliveries(self.store, self._add_message_events)
         self._stopping = threading.Event()
         self._serving_thread: Optional[threading.Thread] = None
@@ -78,6 +80,10 @@ class ChatServer(socketserver.ThreadingTCPServer):
         return host, port
 
     # ------------------------------------------------------------ connections
+
+    def _room_members(self, name: str):
+        room = self.store.get_room(name)
+        return None if room is None else room.members
 
     def verify_request(self, request, client_address) -> bool:
         """Admit or refuse a connection in the accepting thread, before a thread,
@@ -169,14 +175,30 @@ class ChatServer(socketserver.ThreadingTCPServer):
 
     def _add_message_events(self, out: Dict["ChatHandler", List[bytes]], sender: "ChatHandler",
                             sends: List[Send]) -> None:
-        """Each message to every session of its recipient and its sender but the sending one."""
+        """Each new message to every session of its conversation but the sending one:
+        a direct message's two users, or a room's members (a resend with a used
+        nonce stored nothing new and goes to nobody)."""
+        rooms = self.rooms
         with self._lock:
             for send in sends:
+                if not send.fresh:
+                    continue
                 frame = p.message_event(send.json)
-                for key in {p.user_key(send.to), p.user_key(send.sender)}:
+                if p.is_room(send.to):
+                    keys = rooms.members(send.to)
+                else:
+                    keys = {p.user_key(send.to), p.user_key(send.sender)}
+                for key in keys:
                     for handler in self._sessions.get(key, ()):
                         if handler is not sender:
                             out.setdefault(handler, []).append(frame)
+
+    def to_users(self, users, frame: bytes, but: Optional[ChatHandler] = None) -> None:
+        """Push ``frame`` to every session of ``users`` (names or keys) except ``but``."""
+        with self._lock:
+            targets = [h for user in users for h in self._sessions.get(p.user_key(user), ())
+                       if h is not but]
+        self.push_to(targets, frame)
 
 
     @staticmethod

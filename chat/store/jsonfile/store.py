@@ -350,9 +350,11 @@ class Store:
             return self._journal.is_lost(msg_id)
 
     def sent_bytes(self, user: str) -> int:
-        """Bytes of message JSON ``user`` has authored (stored or on its way): for a quota."""
-        with self._lock:
-            return self._index.sent.get(p.user_key(user), 0)
+        """Bytes of message JSON ``user`` has authored (stored or on its way): for a quota.
+
+        Read without the store's lock: one dict lookup is atomic, and a quota
+        check on every send must not queue behind the committer."""
+        return self._index.sent.get(p.user_key(user), 0)
 
     def history(self, user: str, with_user: Optional[str] = None,
                 after: Optional[int] = None, before: Optional[int] = None,
