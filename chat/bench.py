@@ -1,4 +1,4 @@
-"""The benchmark: durable message throughput and latency, memory, store growth.
+"""The benchmark: durable message throughput and latency, memory, store growth, rooms.
 
 It starts a server (a subprocess on a fresh temporary database, durability on)
 or targets ``--host/--port``, signs up its users, and drives them from several
@@ -12,6 +12,7 @@ send to the recipient's ``message`` event: the text carries the sender's
     python -m chat.bench history --preload 1000000
     python -m chat.bench growth --accounts 1000 100000 --repeat 3
     python -m chat.bench rss --preload 1000000
+    python -m chat.bench rooms --members 10 100 --repeat 3
 """
 from __future__ import annotations
 
@@ -184,7 +185,7 @@ class Line:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.decoder = p.FrameDecoder(64 * 1024 * 1024)
         self.frames: List[dict] = []
-        self.next_frame()  # hello
+        self.hello = self.next_frame()
 
     def next_frame(self) -> dict:
         while not self.frames:
@@ -901,6 +902,406 @@ def workload_rss(args) -> List[Dict[str, Any]]:
     return rows
 
 
+# ---------------------------------------------------------------- rooms (issue 9)
+
+#: Room members are rm<M>r<run>u<i>; their rooms #rm<M>r<run>n<j>.
+ROOMS_PREFIX = "rm"
+#: The two ways the same deliveries are made in one run: room messages, and the
+#: DMs that reach the same recipients (one per recipient).
+ROOM, DM = "room", "dm"
+#: A phase that makes no progress for this long is a failure, not a slow run.
+ROOMS_STALL_S = 60.0
+
+
+def _rooms_send_frame(req_id: int, to: str, text: str) -> bytes:
+    """``encode_request("send", req_id, to=to, text=text)`` for the benchmark's own names
+    and texts (digits, a space and ``x``: nothing to escape), built without json."""
+    return f'{{"op":"send","id":{req_id},"to":"{to}","text":"{text}"}}\n'.encode("ascii")
+
+
+def _rooms_login_all(address, specs) -> List[Dict[str, Any]]:
+    conns = []
+    for spec in specs:
+        sock = socket.create_connection(address, timeout=120)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(p.encode_request("login", 0, username=spec["name"], password=PASSWORD))
+        conns.append(dict(spec, sock=sock, dec=p.FrameDecoder(64 * 1024 * 1024),
+                          out=bytearray(), writing=False))
+    for c in conns:  # every login answered before the clock starts
+        buf = b""
+        while b'"id":0,' not in buf:
+            chunk = c["sock"].recv(1 << 16)
+            if not chunk:
+                raise ConnectionError(f"login of {c['name']} refused")
+            buf += chunk
+        reply = buf.split(b'"id":0,', 1)[1]
+        if b'"ok":false' in reply[:20]:
+            raise ConnectionError(f"login of {c['name']} refused: {buf[-200:]!r}")
+        if b"\n" in reply:   # keep the decoder on a line boundary; what came is not counted
+            c["dec"].feed(reply.split(b"\n", 1)[1])
+        c["sock"].setblocking(False)
+    return conns
+
+
+def _rooms_phase(sel, conns, kind: str, messages: int, window: int, pad: str,
+                 progress) -> Dict[str, Any]:
+    """One phase in one worker: every sender sends ``messages`` logical messages, as room
+    messages or as bursts of one DM per other member; every connection counts its
+    ``message`` events until it has what it expects and every sender has its acks."""
+    for c in conns:
+        c.update(sent=0, frames=0, acks=0, got=0, done=False)
+        c["per_unit"] = 1 if kind == ROOM else len(c["peers"])
+        c["targets"] = [c["room"]] if kind == ROOM else c["peers"]
+    result: Dict[str, Any] = {"kind": kind, "latencies_us": []}
+
+    def fill(c, now_ns: int) -> None:
+        if not c["sender"]:
+            return
+        while c["sent"] < messages and c["sent"] - c["acks"] // c["per_unit"] < window:
+            c["sent"] += 1
+            text = f"{now_ns} {pad}"
+            for to in c["targets"]:
+                c["frames"] += 1
+                c["out"] += _rooms_send_frame(c["frames"], to, text)
+
+    def flush(c) -> None:
+        if c["out"]:
+            try:
+                n = c["sock"].send(c["out"])
+            except BlockingIOError:
+                n = 0
+            del c["out"][:n]
+        want_write = bool(c["out"])
+        if want_write != c["writing"]:
+            c["writing"] = want_write
+            sel.modify(c["sock"], selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write
+                                                          else 0), c)
+
+    def finished(c) -> bool:
+        return (c["got"] >= c["expect"]
+                and (not c["sender"] or c["acks"] >= messages * c["per_unit"]))
+
+    cpu0 = os.times()
+    start = time.monotonic()
+    now_ns = time.monotonic_ns()
+    for c in conns:
+        fill(c, now_ns)
+        flush(c)
+    done = 0
+    for c in conns:
+        if finished(c):
+            c["done"] = True
+            done += 1
+    last_report = last_data = start
+    reported = 0
+    latencies = result["latencies_us"]
+    while done < len(conns):
+        for key, events in sel.select(0.2):
+            c = key.data
+            if events & selectors.EVENT_WRITE:
+                flush(c)
+            if not events & selectors.EVENT_READ:
+                continue
+            try:
+                data = c["sock"].recv(1 << 20)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise ConnectionError(f"the server closed {c['name']}'s connection")
+            last_data = time.monotonic()
+            now_ns = time.monotonic_ns()
+            for line in c["dec"].feed(data):
+                if line.startswith(b'{"event":"message"'):
+                    c["got"] += 1
+                    i = line.index(b'"text":"') + 8
+                    latencies.append((now_ns - int(line[i:line.index(b" ", i)])) // 1000)
+                elif line.startswith(b'{"id"'):
+                    c["acks"] += 1
+                    if b'"ok":false' in line[:40]:
+                        raise RuntimeError(f"{c['name']}: a send to {c['targets'][0]} was "
+                                           f"refused: {line[:300].decode(errors='replace')}")
+            fill(c, now_ns)
+            flush(c)
+            if not c["done"] and finished(c):
+                c["done"] = True
+                done += 1
+        now = time.monotonic()
+        if now - last_report > 0.2:
+            delivered = sum(c["got"] for c in conns)
+            progress.put(delivered - reported)
+            reported = delivered
+            last_report = now
+            if now - last_data > ROOMS_STALL_S:
+                waiting = [(c["name"], c["got"], c["expect"], c["acks"]) for c in conns
+                           if not c["done"]][:5]
+                raise RuntimeError(f"{kind} phase: nothing received for {ROOMS_STALL_S:.0f} s; "
+                                   f"waiting (name, got, expected, acks): {waiting}")
+    result["seconds"] = time.monotonic() - start
+    cpu1 = os.times()
+    result["cpu_seconds"] = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    result["delivered"] = sum(c["got"] for c in conns)
+    result["unexpected"] = sum(max(0, c["got"] - c["expect"]) for c in conns)
+    result["frames"] = sum(c["frames"] for c in conns)
+    result["logical"] = sum(c["sent"] for c in conns)
+    progress.put(result["delivered"] - reported)
+    return result
+
+
+def _rooms_worker(address, specs, phases, messages: int, window: int, size: int,
+                  ready, gos, results, progress) -> None:
+    """One process: its share of the members on one selectors loop, through each phase
+    in turn (the parent reads the server's CPU between phases)."""
+    try:
+        conns = _rooms_login_all(address, specs)
+        sel = selectors.DefaultSelector()
+        for c in conns:
+            sel.register(c["sock"], selectors.EVENT_READ, c)
+    except Exception as exc:  # the parent waits on ready: tell it
+        ready.put(f"{type(exc).__name__}: {exc}")
+        return
+    ready.put(len(conns))
+    pad = "x" * max(0, size - 20)
+    for kind, go in zip(phases, gos):
+        go.wait()
+        try:
+            results.put(_rooms_phase(sel, conns, kind, messages, window, pad, progress))
+        except Exception as exc:
+            results.put({"kind": kind, "error": f"{type(exc).__name__}: {exc}"})
+            return
+    for c in conns:
+        c["sock"].close()
+
+
+def rooms_setup(address, rooms: List[Tuple[str, List[str]]]) -> None:
+    """Sign the members up, then on one connection, for each member in turn: log in,
+    create its room (the first member) or join it, log out. Membership outlasts the
+    logout; nobody else is logged in yet, so no event fans out. Against a server that
+    already has the rooms (a rerun with --host), taken rooms are joined."""
+    sign_up(address, [name for _, members in rooms for name in members])
+    line = Line(address)
+    try:
+        if line.hello.get("protocol", 1) < 2:
+            reply = line.call("room_create", room="#probe")
+            raise RuntimeError(
+                f"this server has no rooms: its hello says protocol "
+                f"{line.hello.get('protocol')} (rooms are protocol 2), and room_create "
+                f"answers {str(reply.get('error', reply))[:120]}")
+        for room, members in rooms:
+            for i, name in enumerate(members):
+                expect_ok(line.call("login", username=name, password=PASSWORD), "login " + name)
+                if i == 0:
+                    reply = line.call("room_create", room=room)
+                    if reply.get("error", {}).get("code") == p.ROOM_TAKEN:
+                        reply = line.call("join", room=room)
+                    expect_ok(reply, f"room_create {room}")
+                else:
+                    expect_ok(line.call("join", room=room), f"{name}: join {room}")
+                expect_ok(line.call("logout"), "logout")
+    finally:
+        line.close()
+
+
+def run_rooms(server: Server, members: int, rooms: int, senders: int, messages: int,
+              window: int, size: int, workers: int = 2, order: Tuple[str, ...] = (ROOM, DM),
+              show: bool = True, prefix: str = "rm") -> Dict[str, Dict[str, Any]]:
+    """One measured run: set up ``rooms`` rooms of ``members`` members, log every member
+    in, then run the phases in ``order`` on the same connections: ROOM, the first
+    ``senders`` members of each room send ``messages`` room messages each; DM, they send
+    the same messages as DMs, one to each other member of their room. The server's CPU is
+    read around each phase. Returns each phase's figures by kind."""
+    groups = [(f"#{prefix}n{r}", [f"{prefix}u{r * members + i}" for i in range(members)])
+              for r in range(rooms)]
+    rooms_setup(server.address, groups)
+    specs = []
+    for room, group in groups:
+        for i, name in enumerate(group):
+            sender = i < senders
+            specs.append({"name": name, "room": room, "sender": sender,
+                          "peers": [n for n in group if n != name],
+                          "expect": (senders - sender) * messages})
+    workers = max(1, min(workers, len(specs)))
+    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+    ready, results, progress = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    gos = [ctx.Event() for _ in order]
+    procs = [ctx.Process(target=_rooms_worker,
+                         args=(server.address, specs[w::workers], list(order), messages,
+                               window, size, ready, gos, results, progress), daemon=True)
+             for w in range(workers)]
+    for proc in procs:
+        proc.start()
+    try:
+        for _ in procs:
+            got = ready.get(timeout=300)
+            if isinstance(got, str):
+                raise RuntimeError("a load worker could not log in: " + got)
+        expected = rooms * senders * messages * (members - 1)
+        phases: Dict[str, Dict[str, Any]] = {}
+        for kind, go in zip(order, gos):
+            bar = Progress(f"rooms m={members} {kind}", expected, show)
+            cpu0, wall0 = server.cpu_seconds(), time.monotonic()
+            go.set()
+            collected: List[dict] = []
+            while len(collected) < len(procs):
+                try:
+                    bar.add(progress.get(timeout=0.2))
+                except Exception:
+                    pass
+                while True:
+                    try:
+                        collected.append(results.get_nowait())
+                    except Exception:
+                        break
+                if not any(proc.is_alive() for proc in procs) and len(collected) < len(procs):
+                    try:
+                        collected.append(results.get(timeout=2))
+                    except Exception:
+                        raise RuntimeError("a load worker died; see its error above") from None
+                failed = [r["error"] for r in collected if "error" in r]
+                if failed:
+                    raise RuntimeError(f"rooms {kind} phase: {failed[0]}")
+            wall = time.monotonic() - wall0
+            cpu = server.cpu_seconds() - cpu0
+            bar.finish()
+            phases[kind] = _rooms_figures(collected, kind, cpu, wall, server, members,
+                                          expected, own_server=server.proc is not None)
+    finally:
+        for go in gos:   # let a waiting worker run out rather than hang
+            go.set()
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.terminate()
+    return phases
+
+
+def _rooms_figures(collected: List[dict], kind: str, cpu: float, wall: float, server: Server,
+                   members: int, expected: int, own_server: bool) -> Dict[str, Any]:
+    latencies = [v for r in collected for v in r["latencies_us"]]
+    delivered = sum(r["delivered"] for r in collected)
+    frames = sum(r["frames"] for r in collected)        # send requests: room messages or DMs
+    logical = sum(r["logical"] for r in collected)      # room messages, or bursts of DMs
+    seconds = max(r["seconds"] for r in collected)
+    def per(n: int) -> Optional[float]:
+        return round(cpu / n * 1e6, 2) if own_server and n else None
+    return {
+        "kind": kind, "sent": frames, "messages": logical, "deliveries": delivered,
+        "expected_deliveries": expected,
+        "unexpected_deliveries": sum(r["unexpected"] for r in collected),
+        "seconds": round(seconds, 3),
+        "sent_per_s": round(frames / seconds, 1) if seconds else 0.0,
+        "deliveries_per_s": round(delivered / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(percentile(latencies, 0.50) / 1000, 3),
+        "p99_ms": round(percentile(latencies, 0.99) / 1000, 3),
+        "max_ms": round(percentile(latencies, 1.0) / 1000, 3),
+        "server_cpu_s": round(cpu, 3) if own_server else None,
+        "server_cpu_pct": round(cpu / wall * 100, 1) if own_server and wall else None,
+        "cpu_us_per_delivery": per(delivered),
+        "cpu_us_per_sent": per(frames),
+        # per room message, or per burst of members-1 DMs: the same deliveries either way
+        "cpu_us_per_message": per(logical),
+        "server_peak_rss_mb": round(server.memory_mb("VmHWM"), 1),
+        "generator_cpu_pct": round(sum(r["cpu_seconds"] for r in collected) / wall * 100, 1)
+        if wall else 0.0,
+    }
+
+
+def default_room_messages(members: int, rooms: int, senders: int) -> int:
+    """Messages per sender: about 500,000 deliveries per phase (a room phase then lasts
+    about a second, long enough for the server CPU read in 10 ms ticks), at least 20."""
+    return max(20, -(-500_000 // (rooms * senders * (members - 1))))
+
+
+def _median_figures(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Each numeric figure's median over the runs (figures may come from different runs)."""
+    out: Dict[str, Any] = {}
+    for key, value in runs[0].items():
+        values = [r[key] for r in runs]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and all(isinstance(v, (int, float)) for v in values):
+            median = statistics.median(values)
+            if all(isinstance(v, int) for v in values):   # counts stay counts
+                out[key] = int(round(median))
+            else:
+                out[key] = round(median, 3)
+        else:
+            out[key] = value
+    return out
+
+
+def workload_rooms(args, server: Server) -> List[Dict[str, Any]]:
+    rows = []
+    for m in args.members:
+        rooms = args.rooms or max(1, round(100 / m))
+        senders = min(args.senders, m)
+        messages = args.messages or default_room_messages(m, rooms, senders)
+        runs = []
+        for i in range(args.repeat):
+            order = (ROOM, DM) if i % 2 == 0 else (DM, ROOM)   # neither always goes first
+            runs.append(run_rooms(server, m, rooms, senders, messages, args.window, args.size,
+                                  workers=args.workers, order=order, show=args.progress,
+                                  prefix=f"{ROOMS_PREFIX}{m}r{i}"))
+        ratios = []
+        for run_ in runs:
+            room_cost, dm_cost = run_[ROOM]["cpu_us_per_message"], run_[DM]["cpu_us_per_message"]
+            ratios.append(round(room_cost / dm_cost, 3) if room_cost and dm_cost else None)
+        known = [r for r in ratios if r is not None]
+        rows.append({
+            "workload": "rooms", "members": m, "rooms": rooms, "clients": m * rooms,
+            "senders_per_room": senders, "messages_per_sender": messages,
+            "deliveries_per_message": m - 1, "window": args.window, "size": args.size,
+            "repeat": args.repeat,
+            ROOM: _median_figures([r[ROOM] for r in runs]),
+            DM: _median_figures([r[DM] for r in runs]),
+            # server CPU of a room message / of the members-1 DMs that reach the same
+            # recipients, each run's own ratio (both phases on one server, one after the other)
+            "room_vs_dm_cpu": round(statistics.median(known), 3) if known else None,
+            "runs_room_vs_dm_cpu": ratios,
+            "runs_room_deliveries_per_s": [r[ROOM]["deliveries_per_s"] for r in runs],
+            "runs_dm_deliveries_per_s": [r[DM]["deliveries_per_s"] for r in runs],
+            "runs_room_cpu_us_per_message": [r[ROOM]["cpu_us_per_message"] for r in runs],
+            "runs_dm_cpu_us_per_message": [r[DM]["cpu_us_per_message"] for r in runs],
+        })
+    return rows
+
+
+def print_rooms(rows: List[Dict[str, Any]]) -> None:
+    for r in rows:
+        n = r["deliveries_per_message"]
+        senders = r["senders_per_room"]
+        print(f"\n  rooms: {r['rooms']} room(s) of {r['members']} members ({r['clients']} "
+              f"clients), {senders} sender{'s' if senders > 1 else ''} per room, "
+              f"{r['messages_per_sender']:,} messages each, window {r['window']}, "
+              f"{r['size']} chars; median of {r['repeat']} run(s)")
+        print(f"  {'sent as':<16}{'sent/s':>10}{'deliveries/s':>14}{'p50 ms':>9}{'p99 ms':>9}"
+              f"{'max ms':>9}{'srv CPU':>9}{'µs/delivery':>13}{'µs/sent':>9}{'gen CPU':>9}")
+        for kind, label in ((ROOM, "room messages"), (DM, f"DMs ({n} each)")):
+            f = r[kind]
+            cpu_pct = f"{f['server_cpu_pct']:.0f}%" if f["server_cpu_pct"] is not None else "-"
+            per_d = (f"{f['cpu_us_per_delivery']:.2f}" if f["cpu_us_per_delivery"] is not None
+                     else "-")
+            per_s = f"{f['cpu_us_per_sent']:.1f}" if f["cpu_us_per_sent"] is not None else "-"
+            print(f"  {label:<16}{f['sent_per_s']:>10,.0f}{f['deliveries_per_s']:>14,.0f}"
+                  f"{f['p50_ms']:>9.2f}{f['p99_ms']:>9.2f}{f['max_ms']:>9.1f}{cpu_pct:>9}"
+                  f"{per_d:>13}{per_s:>9}{f['generator_cpu_pct']:>8.0f}%")
+        for kind in (ROOM, DM):
+            f = r[kind]
+            if f["deliveries"] != f["expected_deliveries"] or f["unexpected_deliveries"]:
+                print(f"  note: {kind}: {f['deliveries']:,} deliveries counted, "
+                      f"{f['expected_deliveries']:,} expected "
+                      f"({f['unexpected_deliveries']:,} beyond what a member expected)")
+        if r["room_vs_dm_cpu"] is not None:
+            room, dm = r[ROOM]["cpu_us_per_message"], r[DM]["cpu_us_per_message"]
+            print(f"  server CPU: a room message to {r['members']} members ({n} deliveries) "
+                  f"costs {room:,.0f} µs against {dm:,.0f} µs for the {n} DMs that reach the "
+                  f"same recipients: room/DMs = {r['room_vs_dm_cpu']:.3f} "
+                  f"(DMs {1 / r['room_vs_dm_cpu']:.1f}x the room)")
+            print("  same-run room/DMs ratio per run: "
+                  + " / ".join(f"{v:.3f}" if v is not None else "-"
+                               for v in r["runs_room_vs_dm_cpu"]))
+        else:
+            print("  (server CPU unknown: a running server was benchmarked with --host)")
+
+
 # ---------------------------------------------------------------- report
 
 def print_table(report: Dict[str, Any]) -> None:
@@ -965,6 +1366,9 @@ def print_table(report: Dict[str, Any]) -> None:
         if rss[0]["repeat"] > 1:
             print("  runs: " + "; ".join(f"{r['stored']:,}: start s {_runs(r['runs_start_s'])}, "
                                          f"RSS MB {_runs(r['runs_rss_mb'], 0)}" for r in rss))
+    rooms = [r for r in report["results"] if r["workload"] == "rooms"]
+    if rooms:
+        print_rooms(rooms)
 
 
 def _runs(values: List[float], decimals: int = 2) -> str:
@@ -985,7 +1389,7 @@ def machine() -> str:
             f"{sys.platform}").replace("  ", " ")
 
 
-WORKLOADS = ["suite", "pairs", "open", "idle", "history", "growth", "rss"]
+WORKLOADS = ["suite", "pairs", "open", "idle", "history", "growth", "rss", "rooms"]
 
 SUITE_DESCRIPTION = (
     "Benchmark a parallel-chat server with durability on. With no workload, runs the default "
@@ -1020,6 +1424,28 @@ WORKLOAD_DESCRIPTIONS = {
         "listening), its VmRSS right after start and its VmHWM (peak) from "
         "/proc/PID/status, and the p50/p99 of --samples history(limit 100) requests over a "
         "real socket (the median of the runs)."),
+    "rooms": (
+        "rooms: the cost of fan-out (issue 9). For each --members M: R rooms of M members "
+        "(--rooms R; default about 100 clients in all: 10 rooms of 10, 1 room of 100), "
+        "every member one logged-in connection, driven from --workers processes as in "
+        "pairs, durability on. The first --senders members of each room (default 1) send "
+        "-m messages each, pipelined --window deep (default 64 unacknowledged); every "
+        "member counts the 'message' events it receives: one room message is M-1 "
+        "deliveries. In the same run, on the same server and connections, the same "
+        "senders also send the same messages as DMs, one to each other member of their room "
+        "(a burst of M-1 DMs per message; the window counts bursts, so as many deliveries "
+        "are in flight as with the room): the same deliveries to the same recipients. The "
+        "order of the two phases alternates between runs. One sender per room by default "
+        "because that isolates fan-out: every send is one stored message fanned out to "
+        "M-1 members, the other members only receive, and the deliveries in flight stay "
+        "bounded (senders x window x (M-1), about 6,000 with the defaults at either size) "
+        "instead of growing as M^2 as when every member sends, which measures queueing. "
+        "Reports, for each phase: send requests/s, deliveries/s counted at the recipients, "
+        "latency p50/p99 from send to delivery, the server's CPU (from /proc) per delivery "
+        "and per send request, and the same-run ratio of the server CPU of one room "
+        "message to that of the M-1 DMs that reach the same recipients (the median of the "
+        "runs' own ratios). Default -m: about 500,000 deliveries per phase. The server must "
+        "speak protocol 2 (rooms)."),
 }
 
 
@@ -1035,14 +1461,18 @@ def parse_args(argv: Optional[List[str]] = None):
                              "nothing, for memory; history: preload messages, then start time, "
                              "history latency and send rate; growth: sign-up, login and read "
                              "cost with many accounts; rss: server memory and start time with "
-                             "many stored messages")
+                             "many stored messages; rooms: room fan-out against the same "
+                             "deliveries as DMs")
     parser.add_argument("-n", "--clients", type=int, nargs="+", default=None,
                         help="client counts (pairs: one run per count; default 2 100)")
     parser.add_argument("-m", "--messages", type=int, default=None,
                         help="messages each client sends (default: 40000 in all, at least "
-                             "100 each: 20000 for 2 clients, 400 for 100, 100 for 1000)")
+                             "100 each: 20000 for 2 clients, 400 for 100, 100 for 1000); "
+                             "rooms: messages each sender sends, as room messages and then as "
+                             "bursts of DMs (default: about 500,000 deliveries per phase)")
     parser.add_argument("--window", type=int, default=64,
-                        help="unacknowledged sends allowed per client (default 64)")
+                        help="unacknowledged sends allowed per client (default 64; rooms: "
+                             "per sender, a burst of DMs counting as one)")
     parser.add_argument("--size", type=int, default=None,
                         help="message text characters (default 100; rss: 200)")
     parser.add_argument("--rate", type=float, default=0.0,
@@ -1076,6 +1506,14 @@ def parse_args(argv: Optional[List[str]] = None):
                             "rss: history requests timed per run (default 200)")
     store.add_argument("--users", type=int, default=100,
                        help="rss: accounts the preloaded messages go between (default 100)")
+    rooms = parser.add_argument_group("rooms options")
+    rooms.add_argument("--members", type=int, nargs="+", default=[10, 100], metavar="M",
+                       help="rooms: members per room, one row each (default 10 100)")
+    rooms.add_argument("--rooms", type=int, default=0, metavar="R",
+                       help="rooms: rooms of each size (default: 100 clients in all, "
+                            "100/M rounded, at least 1)")
+    rooms.add_argument("--senders", type=int, default=1, metavar="S",
+                       help="rooms: members of each room who send (default 1; see above)")
     args = parser.parse_args(argv)
     if args.clients is None:
         args.clients = [1000] if args.workload == "idle" else [2, 100]
@@ -1085,15 +1523,20 @@ def parse_args(argv: Optional[List[str]] = None):
         args.size = 200 if args.workload == "rss" else 100
     if args.quick:
         args.clients = [min(c, 4) for c in args.clients]
-        args.messages = args.messages or 50
+        args.messages = args.messages or (10 if args.workload == "rooms" else 50)
         args.preload = [min(c, 500) for c in args.preload]
         args.seconds = min(args.seconds, 1.0)
         # 1000 100000 -> 10 200: still two sizes apart; counts up to 200 stay as asked
         args.accounts = [c if c <= 200 else max(10, min(200, c // 500)) for c in args.accounts]
         args.samples = min(args.samples, 20)
         args.users = min(args.users, 10)
+        args.members = list(dict.fromkeys(min(m, 4) for m in args.members))
+        args.rooms = args.rooms or 2
     if min(args.accounts) < 2:
         parser.error("--accounts: at least 2 (a0 and a1 exchange the messages to mark read)")
+    if min(args.members) < 2 or args.rooms < 0 or args.senders < 1:
+        parser.error("--members: at least 2; --rooms: 0 (automatic) or more; "
+                     "--senders: at least 1")
     if args.users < 2 or args.samples < 1 or args.repeat < 1:
         parser.error("--users must be at least 2, --samples and --repeat at least 1")
     if args.workload == "rss" and not 10 <= args.size <= p.MAX_TEXT_CHARS:
@@ -1140,6 +1583,8 @@ def run(args) -> Dict[str, Any]:
             report["results"] += workload_open(args, server)
         elif args.workload == "idle":
             report["results"] += workload_idle(args, server)
+        elif args.workload == "rooms":
+            report["results"] += workload_rooms(args, server)
     finally:
         server.stop()
     return report

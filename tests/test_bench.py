@@ -5,8 +5,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from chat import bench
+from chat import protocol as p
 from tests.support import ROOT
+
+#: Rooms are protocol 2: until the server says so in its hello, it has none to measure.
+needs_rooms = pytest.mark.skipif(p.PROTOCOL_VERSION < 2,
+                                 reason="the server speaks protocol 1: no rooms yet")
 
 
 def test_quick_suite_reports_every_workload(capsys):
@@ -97,10 +104,64 @@ def test_rss_table():
 
 def test_workload_help_explains_its_options():
     for workload, words in (("growth", ["--accounts", "--samples", "sign-up", "hash cost"]),
-                            ("rss", ["--preload", "--users", "--size", "VmRSS"])):
+                            ("rss", ["--preload", "--users", "--size", "VmRSS"]),
+                            ("rooms", ["--members", "--rooms", "--senders", "--window",
+                                       "fan-out", "DMs", "same run", "CPU"])):
         out = subprocess.run([str(ROOT / "scripts" / "bench"), workload, "--help"],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split("\n\n")[1].startswith(workload + ":")  # its own description
         for word in words:
             assert word in out.stdout, (workload, word)
+
+
+@needs_rooms
+def test_rooms_workload_at_tiny_size(capsys):
+    """Two rooms of 3, one sender each, 5 messages: as room messages and as DMs."""
+    assert bench.main(["rooms", "--members", "3", "--rooms", "2", "-m", "5", "--repeat", "2",
+                       "--window", "4", "--json", "--no-progress"]) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert [(r["workload"], r["members"], r["rooms"], r["clients"]) for r in rows] == [
+        ("rooms", 3, 2, 6)]
+    row = rows[0]
+    assert row["deliveries_per_message"] == 2 and row["senders_per_room"] == 1
+    for kind, sent in (("room", 2 * 5), ("dm", 2 * 5 * 2)):   # a DM per other member
+        figures = row[kind]
+        assert figures["kind"] == kind and figures["sent"] == sent
+        assert figures["messages"] == 10
+        assert figures["deliveries"] == figures["expected_deliveries"] == 2 * 5 * 2
+        assert figures["unexpected_deliveries"] == 0
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+        assert figures["deliveries_per_s"] > 0 and figures["server_cpu_s"] is not None
+    assert len(row["runs_room_vs_dm_cpu"]) == 2   # each run's own ratio (None if too quick)
+    assert row["room_vs_dm_cpu"] is None or row["room_vs_dm_cpu"] > 0
+
+
+@needs_rooms
+def test_rooms_table_and_the_script():
+    out = subprocess.run([str(ROOT / "scripts" / "bench"), "rooms", "--quick", "--members", "3",
+                          "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "2 room(s) of 3 members" in out.stdout
+    assert "room messages" in out.stdout and "DMs (2 each)" in out.stdout
+    assert "note:" not in out.stdout   # every member got what it expected, nothing more
+
+
+def test_rooms_needs_a_server_with_rooms(monkeypatch):
+    """Against a server without rooms, a clear error, not a hang."""
+    class Protocol1Line:
+        hello = {"event": "hello", "server": "parallel-chat", "protocol": 1}
+
+        def __init__(self, address):
+            pass
+
+        def call(self, op, **fields):
+            return {"id": "b", "ok": False, "error": {"code": "unknown_op", "message": op}}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(bench, "Line", Protocol1Line)
+    monkeypatch.setattr(bench, "sign_up", lambda address, names: None)
+    with pytest.raises(RuntimeError, match="protocol 1.*unknown_op"):
+        bench.rooms_setup(("127.0.0.1", 1), [("#r", ["a", "b"])])
