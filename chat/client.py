@@ -160,14 +160,7 @@ class ChatClient:
             if len(data) > p.MAX_FRAME_BYTES:
                 raise ValueError("no hello line")
         line, rest = data.split(b"\n", 1)
-        hello = p.decode_json_line(line)
-        if isinstance(hello, dict) and hello.get("ok") is False:
-            error = hello.get("error") or {}
-            raise p.ChatError(str(error.get("code")), str(error.get("message")))
-        if (not isinstance(hello, dict) or hello.get("event") != "hello"
-                or hello.get("protocol") not in SUPPORTED_PROTOCOLS):
-            raise ValueError(f"unexpected greeting {line[:80]!r}")
-        return hello, rest
+        return p.check_hello(p.decode_json_line(line), SUPPORTED_PROTOCOLS), rest
 
     def _start(self, sock: socket.socket, rest: bytes = b"") -> None:
         with self._lock:
@@ -241,9 +234,7 @@ class ChatClient:
         if reply is None:
             raise ConnectionError("the connection dropped before the reply")
         if not reply.get("ok"):
-            error = reply.get("error") or {}
-            raise p.ChatError(str(error.get("code", p.SERVER_ERROR)),
-                              str(error.get("message", "the server refused")))
+            raise p.error_of(reply)
         return reply
 
     def signup(self, username: str, password: str) -> str:
@@ -406,7 +397,7 @@ class ChatClient:
             return
         if not isinstance(frame, dict):
             return
-        if "event" in frame and "ok" not in frame:
+        if p.is_event(frame):
             if frame.get("event") == "message":
                 msg_id = _message_id(frame)
                 if msg_id is not None and not self._note_seen(msg_id):
@@ -421,9 +412,8 @@ class ChatClient:
             pending.done.set()
         elif not frame.get("ok", True):
             # An error with no request behind it: the server is closing on us.
-            error = frame.get("error") or {}
-            self.events.put({"event": "error", "code": error.get("code"),
-                             "message": error.get("message")})
+            error = p.error_of(frame)
+            self.events.put({"event": "error", "code": error.code, "message": error.message})
 
     def _note_seen(self, msg_id: int) -> bool:
         """Remember a message id; False if it was seen already."""

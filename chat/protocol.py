@@ -514,6 +514,33 @@ def hello_event() -> bytes:
     return event("hello", server=SERVER_NAME, protocol=PROTOCOL_VERSION)
 
 
+# ---------------------------------------------------------------- the client's half
+
+def is_event(frame: Any) -> bool:
+    """An event is pushed by the server and never has ``ok``; a reply always does."""
+    return isinstance(frame, dict) and "event" in frame and "ok" not in frame
+
+
+def error_of(frame: JSONDict) -> ChatError:
+    """The ChatError an ``ok: false`` frame carries, whatever shape its error has."""
+    error = frame.get("error")
+    if not isinstance(error, dict):
+        error = {}
+    return ChatError(str(error.get("code", SERVER_ERROR)),
+                     str(error.get("message", "the server refused")))
+
+
+def check_hello(frame: Any, versions: Tuple[int, ...]) -> JSONDict:
+    """The server's first frame: its hello (speaking one of ``versions``), or the
+    ChatError it sent instead when it refused the connection; ValueError otherwise."""
+    if isinstance(frame, dict) and frame.get("ok") is False:
+        raise error_of(frame)
+    if (not isinstance(frame, dict) or frame.get("event") != "hello"
+            or frame.get("protocol") not in versions):
+        raise ValueError(f"unexpected greeting {str(frame)[:80]!r}")
+    return frame
+
+
 def encode_request(op: str, req_id: Optional[RequestId] = None, **fields: Any) -> bytes:
     """A request frame, as the client library and tests send it (None fields left out)."""
     obj: JSONDict = {"op": op}

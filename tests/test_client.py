@@ -174,6 +174,30 @@ def test_a_refused_connection_says_why(make_server):
     first.close()
 
 
+
+def test_the_v2_methods(clients):
+    alice, bob = clients("alice"), clients("bob")
+    room = alice.room_create("#lib", topic="library", private=True)
+    assert (room.room, room.topic, room.private, room.members, room.joined) == (
+        "#lib", "library", True, 1, True)
+    alice.invite("#lib", "bob")
+    assert next_event(bob, "invited") == {"event": "invited", "room": "#lib", "by": "alice"}
+    assert bob.join("#LIB").members == 2
+    sent = alice.send("#lib", "to the room")
+    assert next_event(bob, "message")["message"]["id"] == sent.id
+    assert alice.members("#lib") == ([("alice", True), ("bob", True)], False)
+    assert [r.room for r in bob.rooms()[0]] == ["#lib"]
+    assert alice.topic("#lib", "quiet please").topic == "quiet please"
+    assert bob.search("ROOM") == ([sent], False)
+    page, more = bob.history_page(with_user="#lib", limit=1)
+    assert page == [sent] and more is False
+    bob.leave("#lib")
+    with pytest.raises(p.ChatError) as err:
+        bob.history(with_user="#lib")
+    assert err.value.code == p.NOT_A_MEMBER
+    alice.password("password1", "another-password")
+    assert [u.username for u in alice.users(after="alice")] == ["bob"]
+
 class DroppingProxy:
     """A TCP proxy between a client and a server that can lose the reply to a send:
     it swallows that reply, calls ``on_drop`` (which may restart the server and

@@ -159,3 +159,19 @@ def test_a_conversation_has_one_key_whoever_looks_at_it():
     assert p.conversation_key("BOB", "alice") == "dm:alice|bob"
     assert p.conversation_key("alice", "alice") == "dm:alice|alice"
     assert p.conversation_key("alice", "#General") == "room:#general"
+
+
+def test_the_clients_half_reads_events_errors_and_the_hello():
+    assert p.is_event({"event": "message", "message": {}})
+    assert not p.is_event({"id": 1, "ok": True})
+    assert not p.is_event({"event": "x", "ok": False})
+    err = p.error_of({"ok": False, "error": {"code": p.AUTH_FAILED, "message": "no"}})
+    assert (err.code, err.message) == (p.AUTH_FAILED, "no")
+    assert p.error_of({"ok": False, "error": "garbled"}).code == p.SERVER_ERROR
+    hello = {"event": "hello", "server": "parallel-chat", "protocol": 2}
+    assert p.check_hello(hello, (1, 2)) == hello
+    with pytest.raises(ValueError):
+        p.check_hello(hello, (1,))
+    with pytest.raises(p.ChatError) as refused:
+        p.check_hello({"ok": False, "error": {"code": p.RATE_LIMITED, "message": "full"}}, (2,))
+    assert refused.value.code == p.RATE_LIMITED

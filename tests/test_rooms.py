@@ -234,3 +234,12 @@ def test_users_pages_forwards(connect):
 def test_v2_requests_of_the_wrong_shape(connect, op, fields):
     (alice,) = users(connect, "alice")
     alice.error(op, p.BAD_REQUEST, **fields)
+
+
+def test_a_wrong_old_password_counts_as_a_failed_login(connect, chat_server):
+    (alice,) = users(connect, "alice")
+    free = chat_server.throttle.policy.free_failures_per_account
+    for _ in range(free):
+        alice.error("password", p.AUTH_FAILED, old="not-my-password", new="new-password-1")
+    alice.error("password", p.RATE_LIMITED, old="password1", new="new-password-1")
+    connect().error("login", p.RATE_LIMITED, username="alice", password="password1")
