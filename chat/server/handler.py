@@ -14,7 +14,7 @@ import socketserver
 import ssl
 import threading
 import time
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from .. import protocol as p
 from .delivery import Send
@@ -45,6 +45,7 @@ class ChatHandler(socketserver.BaseRequestHandler):
         self.tls: Optional[TlsSession] = None
         self._batch: List[bytes] = []         # replies not yet sent, in order
         self._batch_msgs: List[Send] = []    # a Send per message sent in the batch
+        self._deferred: List[tuple] = []      # sends checked, not yet handed to the store
         self._last_msg_id = 0
         self.undelivered = 0                              # batches the committer still owes
         self._drained = threading.Event()
@@ -144,7 +145,8 @@ class ChatHandler(socketserver.BaseRequestHandler):
                 obj = p.decode_json_line(line)
                 req_id = p.request_id_of(obj)
                 request = p.parse_request(obj)
-                if request.op != "send" and (self._batch_msgs or self.undelivered):
+                if request.op != "send" and (self._deferred or self._batch_msgs
+                                             or self.undelivered):
                     self._flush_replies()
                     if not self._drained.wait(_ACK_STALL_SECONDS):
                         log.error("closing %s: acknowledgements stalled for %d s",
@@ -162,6 +164,8 @@ class ChatHandler(socketserver.BaseRequestHandler):
 
     def _flush_replies(self) -> None:
         """Send the batch now, or hand it to the committer if it must wait for a commit."""
+        if self._deferred:
+            self._append_deferred()
         if not self._batch:
             return
         replies, self._batch = self._batch, []
@@ -191,13 +195,35 @@ class ChatHandler(socketserver.BaseRequestHandler):
             raise p.ChatError(p.NOT_LOGGED_IN, "log in first")
         return op(self, request)
 
-    def sent(self, msg_id: int, req_id: Optional[p.RequestId], msg_json: str, to: str,
-             sender: str, fresh: bool = True) -> None:
-        """A send's message was appended: its reply (the op's return value, next in
-        the batch) must wait for the commit."""
-        self._batch_msgs.append(Send(msg_id, len(self._batch), req_id, msg_json, to, sender,
-                                     fresh))
-        self._last_msg_id = msg_id
+    def defer_send(self, req_id: Optional[p.RequestId],
+                   message: Tuple[str, str, str, Optional[int], Optional[str]]) -> bytes:
+        """Keep a checked send (sender, to, text, reply_to, nonce) for the store, which
+        takes all of a read's sends in one step; its reply's place in the batch
+        is kept with an empty placeholder until then."""
+        self._deferred.append((len(self._batch), req_id, message))
+        return b""
+
+    def _append_deferred(self) -> None:
+        """Hand the deferred sends to the store at once, and put each one's reply (to
+        leave once its message is durable) or its error in its place."""
+        deferred, self._deferred = self._deferred, []
+        try:
+            outcomes = self.server.store.append_many([message for _, _, message in deferred])
+        except Exception:   # every placeholder must still get its answer
+            log.exception("error storing %d messages from %s", len(deferred), self.peer)
+            failure = p.ChatError(p.SERVER_ERROR,
+                                  "the server failed on this request; it was logged")
+            outcomes = [failure] * len(deferred)
+        for (index, req_id, message), outcome in zip(deferred, outcomes):
+            if isinstance(outcome, p.ChatError):
+                self._batch[index] = p.error_reply(req_id, outcome.code, outcome.message)
+                continue
+            msg_id, msg_json, fresh = outcome
+            self._batch[index] = p.ok_reply_raw(req_id, "message", msg_json)
+            sender, to = message[0], message[1]
+            self._batch_msgs.append(Send(msg_id, index, req_id, msg_json, to, sender, fresh))
+            # the newest id decides when the batch may go (a resend's id may be older)
+            self._last_msg_id = max(self._last_msg_id, msg_id)
 
     def logged_in(self, name: str) -> None:
         config = self.server.config

@@ -129,10 +129,7 @@ def op_send(h: "ChatHandler", req: p.Request) -> bytes:
         raise p.ChatError(p.RATE_LIMITED,
                           f"you have stored the most this server allows one user "
                           f"({quota // 2**20} MiB of messages); ask its operator")
-    msg_id, msg_json, fresh = server.store.append(user, to, text, fields.get("reply_to"),
-                                                  fields.get("nonce"))
-    h.sent(msg_id, req.id, msg_json, to, user, fresh)
-    return p.ok_reply_raw(req.id, "message", msg_json)
+    return h.defer_send(req.id, (user, to, text, fields.get("reply_to"), fields.get("nonce")))
 
 
 def op_history(h: "ChatHandler", req: p.Request) -> bytes:

@@ -55,9 +55,9 @@ Errors
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, FrozenSet, List, Optional, Protocol, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Protocol, Tuple, Union
 
-from ..protocol import Message
+from ..protocol import ChatError, Message
 
 #: The listener's arguments: the durable id, and the ids lost with a failed batch.
 DurableListener = Callable[[int, Optional[range]], None]
@@ -235,6 +235,13 @@ class ChatStore(Protocol):
         for it, fresh=False, even if not durable yet and whatever ``to``/text.
         ChatError(unknown_user, unknown_room, not_a_member, unknown_message for a
         ``reply_to`` the sender cannot see, server_error)."""
+        ...
+
+    def append_many(self, sends: List[Tuple[str, str, str, Optional[int], Optional[str]]]
+                    ) -> List[Union[Tuple[int, str, bool], ChatError]]:
+        """``append`` for each (sender, to, text, reply_to, nonce) in order, as one
+        step for the backend's locking: each one's result, or the ChatError it
+        raised (the others go on)."""
         ...
 
     def append_message(self, sender: str, to: str, text: str,

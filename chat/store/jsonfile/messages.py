@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from bisect import bisect_left
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple, Union
 
 from ... import protocol as p
 from .bodies import BodyCache
@@ -24,6 +24,13 @@ from .state import AccountState, room_conv
 #: How many ids a search reads at a time (without the lock between chunks).
 SEARCH_CHUNK = 256
 
+
+
+class _OnDisk(NamedTuple):
+    """A resend whose stored message must be read back from the journal."""
+
+    msg_id: int
+    lookup: Any
 
 class Messages:
     """The message operations of the store; the state of every part is guarded by ``lock``."""
@@ -62,21 +69,49 @@ class Messages:
         message the sender can see; server_error when closed or for a while
         after the disk refused a write).
         """
+        with self._lock:
+            outcome = self._append_locked(sender, to, text, reply_to, nonce)
+        return self._finish(outcome)
+
+    def append_many(self, sends: List[Tuple[str, str, str, Optional[int], Optional[str]]]
+                    ) -> List[Union[Tuple[int, str, bool], p.ChatError]]:
+        """``append`` for each of ``sends`` (sender, to, text, reply_to, nonce) under
+        one taking of the lock: a server hands over all the sends one read
+        delivered, so a hundred busy connections do not queue on the lock once
+        per message. The outcome of each, in order: its result or its ChatError.
+        """
+        outcomes: List[Any] = []
+        with self._lock:
+            for send in sends:
+                try:
+                    outcomes.append(self._append_locked(*send))
+                except p.ChatError as exc:
+                    outcomes.append(exc)
+        return [o if isinstance(o, p.ChatError) else self._finish(o) for o in outcomes]
+
+    def _append_locked(self, sender: str, to: str, text: str, reply_to: Optional[int],
+                       nonce: Optional[str]) -> Any:
+        """The part of ``append`` under the lock: a result, or a body lookup to finish
+        outside it (a resend whose message is on disk)."""
         skey = p.user_key(sender)
         digest = None if nonce is None else hash(nonce_json(nonce))
-        with self._lock:
-            self._journal.check_open()
-            srec = self._state.accounts.get(skey)
-            if srec is None:
-                raise p.ChatError(p.UNKNOWN_USER, f"there is no user {sender[:40]!r}")
-            sent = None if digest is None else self._nonces.find(skey, digest)
-            if sent is None:
-                return self._queue(skey, srec.name, to, text, reply_to, nonce, digest)
-            body = self._journal.unwritten.get(sent)
-            if body is not None:
-                return sent, body, False
-            lookup = self._bodies.from_cache([sent])
-        return sent, self._bodies.fetch(lookup)[0], False
+        self._journal.check_open()
+        srec = self._state.accounts.get(skey)
+        if srec is None:
+            raise p.ChatError(p.UNKNOWN_USER, f"there is no user {sender[:40]!r}")
+        sent = None if digest is None else self._nonces.find(skey, digest)
+        if sent is None:
+            return self._queue(skey, srec.name, to, text, reply_to, nonce, digest)
+        body = self._journal.unwritten.get(sent)
+        if body is not None:
+            return sent, body, False
+        return _OnDisk(sent, self._bodies.from_cache([sent]))
+
+    def _finish(self, outcome: Any) -> Tuple[int, str, bool]:
+        """A result as it is; a resend's body read from disk (without the lock)."""
+        if isinstance(outcome, _OnDisk):
+            return outcome.msg_id, self._bodies.fetch(outcome.lookup)[0], False
+        return outcome
 
     def _queue(self, skey: str, sender: str, to: str, text: str, reply_to: Optional[int],
                nonce: Optional[str], digest: Optional[int]) -> Tuple[int, str, bool]:

@@ -314,6 +314,12 @@ class Store:
         """
         return self._messages.append(sender, to, text, reply_to, nonce)
 
+    def append_many(self, sends: List[Tuple[str, str, str, Optional[int], Optional[str]]]
+                    ) -> List[Union[Tuple[int, str, bool], p.ChatError]]:
+        """``append`` for each (sender, to, text, reply_to, nonce), taking the lock once:
+        for each, in order, its result or the ChatError it raised."""
+        return self._messages.append_many(sends)
+
     def append_message(self, sender: str, to: str, text: str,
                        reply_to: Optional[int] = None) -> Tuple[int, str]:
         """``append`` without a nonce, as version 1 servers call it: (id, message JSON)."""
