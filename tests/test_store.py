@@ -632,3 +632,23 @@ def test_the_files_are_private(db):
     assert names == ["LOCK", "accounts.jsonl", "messages.jsonl", "users.json"]
     for name in names:
         assert (db / name).stat().st_mode & 0o077 == 0
+
+
+def test_append_many_answers_each_send_in_order_and_the_bad_ones_with_their_error(store):
+    store.add_user("alice", "h")
+    store.add_user("bob", "h")
+    outcomes = store.append_many([
+        ("alice", "bob", "one", None, None),
+        ("alice", "nobody", "lost", None, None),
+        ("alice", "bob", "two", None, "n-1"),
+        ("alice", "bob", "two again", None, "n-1"),     # a resend: the stored one
+        ("alice", "#nowhere", "x", None, None),
+    ])
+    first, unknown, second, resend, room = outcomes
+    assert first[0] == 1 and first[2] is True and '"text":"one"' in first[1]
+    assert isinstance(unknown, p.ChatError) and unknown.code == p.UNKNOWN_USER
+    assert second[0] == 2 and second[2] is True
+    assert resend == (2, second[1], False)
+    assert isinstance(room, p.ChatError) and room.code == p.UNKNOWN_ROOM
+    store.wait_durable(2)
+    assert [json.loads(m)["text"] for m in store.history("bob")] == ["one", "two"]

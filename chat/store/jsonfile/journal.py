@@ -24,6 +24,8 @@ import logging
 import re
 import threading
 from array import array
+from collections import deque
+from itertools import accumulate
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from ... import protocol as p
@@ -270,11 +272,9 @@ class MessageJournal:
         still finds one there gets the same text.
         """
         first, upto = batch[0].msg_id, batch[-1].msg_id
-        offsets = array("q")
-        offset = self._size + BODY_START
-        for queued in batch:
-            offsets.append(offset)
-            offset += len(queued.line)
+        offsets = array("q", accumulate([len(queued.line) for queued in batch],
+                                        initial=self._size + BODY_START))
+        del offsets[-1]   # the end of the last line, not the start of a body
         with self._lock:
             self.where[first - 1:upto] = offsets   # the bodies are on disk: read them there
             self._size += size
@@ -283,9 +283,7 @@ class MessageJournal:
             self.committed_bytes += size
             self._backoff, self._retry_at = BACKOFF_MIN, 0.0
             self._durable.notify_all()
-        unwritten = self.unwritten
-        for queued in batch:
-            unwritten.pop(queued.msg_id, None)
+        deque(map(self.unwritten.pop, range(first, upto + 1)), maxlen=0)   # C speed
         self._notify_listeners(upto, None)
 
     def _batch_failed(self, batch: List[Queued], exc: BaseException) -> None:
