@@ -63,6 +63,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self.outbox_budget = OutboxBudget(config.outbox_budget, _FAIR_SHARE)
         self._lock = threading.Lock()
         self._sessions: Dict[str, Set["ChatHandler"]] = {}
+        self._dm_targets: Dict[Tuple[str, str], Tuple[str, ...]] = {}   # (to, from) -> keys
         self._handlers: Set["ChatHandler"] = set()
         self._admitted: Dict[socket.socket, str] = {}   # accepted socket -> peer host
         self._per_address: Counter = Counter()
@@ -177,21 +178,37 @@ class ChatServer(socketserver.ThreadingTCPServer):
                             sends: List[Send]) -> None:
         """Each new message to every session of its conversation but the sending one:
         a direct message's two users, or a room's members (a resend with a used
-        nonce stored nothing new and goes to nobody)."""
-        rooms = self.rooms
+        nonce stored nothing new and goes to nobody). This runs once per message
+        delivered (a hot loop): a direct conversation's target keys are cached."""
+        rooms, sessions, dm_targets = self.rooms, self._sessions, self._dm_targets
         with self._lock:
             for send in sends:
                 if not send.fresh:
                     continue
-                frame = p.message_event(send.json)
-                if p.is_room(send.to):
-                    keys = rooms.members(send.to)
+                to = send.to
+                if to[:1] == "#":
+                    keys = rooms.members(to)
                 else:
-                    keys = {p.user_key(send.to), p.user_key(send.sender)}
+                    keys = dm_targets.get((to, send.sender))
+                    if keys is None:
+                        keys = self._dm_target_keys(to, send.sender)
+                frame = p.message_event(send.json)
                 for key in keys:
-                    for handler in self._sessions.get(key, ()):
+                    for handler in sessions.get(key, ()):
                         if handler is not sender:
-                            out.setdefault(handler, []).append(frame)
+                            queued = out.get(handler)
+                            if queued is None:
+                                out[handler] = [frame]
+                            else:
+                                queued.append(frame)
+
+    def _dm_target_keys(self, to: str, sender: str) -> Tuple[str, ...]:
+        """The user keys a direct message goes to (cached; the lock is held)."""
+        if len(self._dm_targets) > 100_000:
+            self._dm_targets.clear()
+        keys = tuple({p.user_key(to), p.user_key(sender)})
+        self._dm_targets[(to, sender)] = keys
+        return keys
 
     def to_users(self, users, frame: bytes, but: Optional[ChatHandler] = None) -> None:
         """Push ``frame`` to every session of ``users`` (names or keys) except ``but``."""
