@@ -26,7 +26,7 @@ class DatabaseLocked(Exception):
 
     def __init__(self, directory: str, owner: Optional[str]) -> None:
         who = f" by {owner}" if owner else " by another process"
-        super().__init__(f"the database {directory} is in use{who}; "
+        super().__init__(f"the database {os.path.abspath(directory)} is in use{who}; "
                          "stop that server first, or start this one with another --db")
         self.directory = directory
         self.owner = owner
