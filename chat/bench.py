@@ -410,6 +410,31 @@ def percentile(values: List[int], q: float) -> float:
     return float(values[min(len(values) - 1, int(q * len(values)))])
 
 
+
+def collect_results(procs, results, progress, bar, what: str = "") -> List[dict]:
+    """Wait for every worker's result, showing progress; RuntimeError if a worker
+    died, or (with ``what``) reported an error."""
+    collected: List[dict] = []
+    while len(collected) < len(procs):
+        try:
+            bar.add(progress.get(timeout=0.2))
+        except Exception:
+            pass
+        while True:
+            try:
+                collected.append(results.get_nowait())
+            except Exception:
+                break
+        if not any(proc.is_alive() for proc in procs) and len(collected) < len(procs):
+            try:
+                collected.append(results.get(timeout=2))
+            except Exception:
+                raise RuntimeError("a load worker died; see its error above") from None
+        failed = [r["error"] for r in collected if "error" in r] if what else []
+        if failed:
+            raise RuntimeError(f"{what}: {failed[0]}")
+    return collected
+
 def run_load(server: Server, clients: int, messages: int, window: int, size: int,
              rate: float = 0.0, workers: int = 2, label: str = "", show: bool = True,
              prefix: str = "u") -> Dict[str, Any]:
@@ -434,22 +459,7 @@ def run_load(server: Server, clients: int, messages: int, window: int, size: int
     bar = Progress(label or f"{clients} clients", clients * messages, show)
     cpu0, wall0 = server.cpu_seconds(), time.monotonic()
     go.set()
-    collected = []
-    while len(collected) < len(procs):
-        try:
-            bar.add(progress.get(timeout=0.2))
-        except Exception:
-            pass
-        while True:
-            try:
-                collected.append(results.get_nowait())
-            except Exception:
-                break
-        if not any(proc.is_alive() for proc in procs) and len(collected) < len(procs):
-            try:
-                collected.append(results.get(timeout=2))
-            except Exception:
-                raise RuntimeError("a load worker died; see its error above") from None
+    collected = collect_results(procs, results, progress, bar)
     wall = time.monotonic() - wall0
     cpu = server.cpu_seconds() - cpu0
     bar.finish()
@@ -1140,25 +1150,8 @@ def run_rooms(server: Server, members: int, rooms: int, senders: int, messages: 
             bar = Progress(f"rooms m={members} {kind}", expected, show)
             cpu0, wall0 = server.cpu_seconds(), time.monotonic()
             go.set()
-            collected: List[dict] = []
-            while len(collected) < len(procs):
-                try:
-                    bar.add(progress.get(timeout=0.2))
-                except Exception:
-                    pass
-                while True:
-                    try:
-                        collected.append(results.get_nowait())
-                    except Exception:
-                        break
-                if not any(proc.is_alive() for proc in procs) and len(collected) < len(procs):
-                    try:
-                        collected.append(results.get(timeout=2))
-                    except Exception:
-                        raise RuntimeError("a load worker died; see its error above") from None
-                failed = [r["error"] for r in collected if "error" in r]
-                if failed:
-                    raise RuntimeError(f"rooms {kind} phase: {failed[0]}")
+            collected = collect_results(procs, results, progress, bar,
+                                        what=f"rooms {kind} phase")
             wall = time.monotonic() - wall0
             cpu = server.cpu_seconds() - cpu0
             bar.finish()
