@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 PROTOCOL_VERSION = 2
 SERVER_NAME = "parallel-chat"
@@ -233,23 +233,24 @@ OP_SPECS: Dict[str, OpSpec] = {
 }
 OPS = tuple(OP_SPECS)
 
-_KIND_CHECKS: Dict[str, Callable[[Any], bool]] = {
-    _STR: lambda v: isinstance(v, str),
-    _INT: _is_int,
-    _BOOL: lambda v: isinstance(v, bool),
-}
+#: The Python type each kind must have exactly (so True is not an integer).
+_KIND_TYPES: Dict[str, type] = {_STR: str, _INT: int, _BOOL: bool}
+#: op -> its fields as (name, exact type, required, bounds): what parse_request walks,
+#: once per request (a hot path: no call per field when all is well).
+_FIELD_TABLE: Dict[str, Tuple[Tuple[str, type, bool, Optional[Tuple[int, int]]], ...]] = {
+    op: tuple((name, _KIND_TYPES[f.kind], f.required, f.bounds)
+              for name, f in spec.fields.items())
+    for op, spec in OP_SPECS.items()}
 
 
-def _check_field(op: str, name: str, spec: Field, value: Any) -> None:
-    if not _KIND_CHECKS[spec.kind](value):
-        raise ChatError(BAD_REQUEST, f'"{name}" must be a {spec.kind}')
-    if spec.bounds is not None:
-        low, high = spec.bounds
-        size = len(value) if spec.kind is _STR else value
-        if not low <= size <= high:
-            what = "characters long" if spec.kind is _STR else ""
-            raise ChatError(BAD_REQUEST,
-                            f'"{name}" must be from {low} to {high} {what}'.rstrip())
+def _field_error(op: str, name: str, value: Any) -> ChatError:
+    """Why a field's value is refused, in words (the slow path)."""
+    field = OP_SPECS[op].fields[name]
+    if type(value) is not _KIND_TYPES[field.kind]:
+        return ChatError(BAD_REQUEST, f'"{name}" must be a {field.kind}')
+    low, high = field.bounds or (0, 0)
+    what = " characters long" if field.kind is _STR else ""
+    return ChatError(BAD_REQUEST, f'"{name}" must be from {low} to {high}{what}')
 
 
 def parse_request(obj: Any) -> Request:
@@ -267,17 +268,23 @@ def parse_request(obj: Any) -> Request:
     op = obj.get("op")
     if not isinstance(op, str):
         raise ChatError(BAD_REQUEST, 'a request needs "op", a string')
-    spec = OP_SPECS.get(op)
-    if spec is None:
+    table = _FIELD_TABLE.get(op)
+    if table is None:
         raise ChatError(UNKNOWN_OP, f"unknown op {op[:40]!r}")
     fields: JSONDict = {}
-    for name, field in spec.fields.items():
+    for name, kind, required, bounds in table:
         value = obj.get(name)
         if value is None:
-            if field.required:
-                raise ChatError(BAD_REQUEST, f'{op} needs "{name}", a {field.kind}')
+            if required:
+                raise ChatError(BAD_REQUEST,
+                                f'{op} needs "{name}", a {OP_SPECS[op].fields[name].kind}')
             continue
-        _check_field(op, name, field, value)
+        if type(value) is not kind:
+            raise _field_error(op, name, value)
+        if bounds is not None:
+            size = len(value) if kind is str else value
+            if not bounds[0] <= size <= bounds[1]:
+                raise _field_error(op, name, value)
         fields[name] = value
     return Request(op, obj.get("id"), fields)
 

@@ -114,6 +114,8 @@ class Deliveries:
     def _settle(self, replies: List[bytes], sends: List[Send]) -> List[Send]:
         """Turn the acknowledgement of every message the store lost into an error
         reply (in place); the sends that were stored."""
+        if not self._lost:   # the usual case: no write ever failed
+            return sends
         lost = self._is_lost
         stored = []
         for send in sends:

@@ -124,7 +124,7 @@ class Messages:
         msg_id = journal.last_id + 1
         body = p.message_json(msg_id, sender, to_name, text, self._clock(), reply_to)
         raw = body.encode("ascii")
-        if p.is_room(tkey):
+        if tkey[:1] == "#":   # protocol.is_room, inline (once per message)
             route += index.mention_route(room_conv(tkey),
                                          index.mentioned(text, skey, self._state))
         line = message_line(raw, None if nonce is None else nonce_json(nonce))
@@ -136,7 +136,7 @@ class Messages:
 
     def _recipient(self, skey: str, to: str) -> Tuple[str, str, Tuple]:
         """(key, canonical name, route) of a message's recipient; the lock is held."""
-        if p.is_room(to):
+        if to[:1] == "#":   # protocol.is_room, inline (once per message)
             room = self._state.member_room(skey, to)
             tkey = room.name.lower()
             return tkey, room.name, self._index.route(skey, tkey)
