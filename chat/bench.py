@@ -305,13 +305,7 @@ def _worker(address, pairs, messages: int, window: int, size: int, rate: float,
             c["out"] += p.encode_request("send", c["sent"], to=c["peer"],
                                          text=f"{now_ns} {pad}")
 
-    def flush(c) -> None:
-        if c["out"]:
-            try:
-                n = c["sock"].send(c["out"])
-            except BlockingIOError:
-                n = 0
-            del c["out"][:n]
+    flush = _send_pending
 
     if rate <= 0:
         now_ns = time.monotonic_ns()
@@ -410,6 +404,16 @@ def percentile(values: List[int], q: float) -> float:
     return float(values[min(len(values) - 1, int(q * len(values)))])
 
 
+
+
+def _send_pending(c: dict) -> None:
+    """Send what a load connection has queued, as much as the kernel takes now."""
+    if c["out"]:
+        try:
+            n = c["sock"].send(c["out"])
+        except BlockingIOError:
+            n = 0
+        del c["out"][:n]
 
 def collect_results(procs, results, progress, bar, what: str = "") -> List[dict]:
     """Wait for every worker's result, showing progress; RuntimeError if a worker
@@ -975,12 +979,7 @@ def _rooms_phase(sel, conns, kind: str, messages: int, window: int, pad: str,
                 c["out"] += _rooms_send_frame(c["frames"], to, text)
 
     def flush(c) -> None:
-        if c["out"]:
-            try:
-                n = c["sock"].send(c["out"])
-            except BlockingIOError:
-                n = 0
-            del c["out"][:n]
+        _send_pending(c)
         want_write = bool(c["out"])
         if want_write != c["writing"]:
             c["writing"] = want_write

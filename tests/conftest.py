@@ -71,3 +71,21 @@ def certificate(tmp_path_factory):
                     "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     return cert, key
+
+
+@pytest.fixture
+def terminals():
+    """Open the real client in pseudo-terminals (``Terminal(port, ...)``); all closed at
+    the end of the test."""
+    from tests.test_tui_e2e import Terminal  # needs the test extras (pexpect, pyte)
+
+    opened = []
+
+    def open_terminal(*args, **kwargs):
+        term = Terminal(*args, **kwargs)
+        opened.append(term)
+        return term
+
+    yield open_terminal
+    for term in opened:
+        term.close()

@@ -143,20 +143,6 @@ def server(tmp_path):
         proc.terminate()
 
 
-@pytest.fixture
-def terminals():
-    opened = []
-
-    def open_terminal(*args, **kwargs) -> Terminal:
-        term = Terminal(*args, **kwargs)
-        opened.append(term)
-        return term
-
-    yield open_terminal
-    for term in opened:
-        term.close()
-
-
 def sign_up_on_screen(term: Terminal, name: str, password: str = "password1") -> None:
     term.wait_for("Log in to")
     term.key("ctrl-n")

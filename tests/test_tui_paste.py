@@ -334,23 +334,6 @@ def test_guarded_restores_on_a_crash_and_turns_sigterm_into_an_exit():
 pexpect = pytest.importorskip("pexpect")
 pytest.importorskip("pyte")
 
-from tests.test_tui_e2e import Terminal  # noqa: E402
-
-
-@pytest.fixture
-def terminals():
-    """Open clients in ptys; all closed at the end of the test."""
-    opened = []
-
-    def open_terminal(*args, **kwargs) -> Terminal:
-        term = Terminal(*args, **kwargs)
-        opened.append(term)
-        return term
-
-    yield open_terminal
-    for term in opened:
-        term.close()
-
 
 def bob_with_alice(server, terminals, **kwargs):
     """bob's client (from a shell) with the conversation with alice open; alice raw."""
