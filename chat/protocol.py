@@ -129,11 +129,32 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: One decoder for every frame: ``json.loads`` with an option builds a new decoder
+#: per call, which cost a tenth of a send's CPU.
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+_scan_value = _STRICT_DECODER.scan_once
+_JSON_SPACE = " \t\n\r"
+
+
 def decode_json_line(line: bytes) -> Any:
-    """Parse one frame as strict UTF-8 JSON; ChatError(bad_json) on anything else."""
+    """Parse one frame as strict UTF-8 JSON; ChatError(bad_json) on anything else.
+
+    The common frame (a value with at most JSON whitespace after it) is read by
+    the C scanner directly, which halves the cost of ``JSONDecoder.decode``'s
+    Python wrapper; anything else (leading space, trailing data, an error) is
+    left to ``decode``, which has the same rules and says what is wrong.
+    """
     try:
         text = line.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        try:
+            value, end = _scan_value(text, 0)
+        except StopIteration:
+            value, end = None, -1
+        if end == len(text) or (end > 0 and not text[end:].strip(_JSON_SPACE)):
+            return value
+        return _STRICT_DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         reason = "not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else "not valid JSON"
         raise ChatError(BAD_JSON, f"the frame is {reason}") from None

@@ -1,10 +1,11 @@
 """One connection: a thread that reads frames and answers them in batches.
 
 The handler reads whatever the peer pipelined, answers every frame of the
-read in one batch (``ops.OPS`` does the work), and hands a batch holding
-sends to the server's ``Deliveries`` instead of waiting for the commit
-itself; any other op first waits for the connection's earlier replies, which
-keeps replies in request order.
+read in one batch (``ops.OPS`` does the work), and submits a batch holding
+sends to the store's committer (through the server's ``Deliveries``)
+instead of storing them or waiting for the commit itself: a handler thread
+only reads, frames, parses and checks. Any other op first waits for the
+connection's earlier replies, which keeps replies in request order.
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import socketserver
 import ssl
 import threading
 import time
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional
 
 from .. import protocol as p
-from .delivery import Send
+from ..store import SendRequest
+from .delivery import Slot
 from .netio import Outbox, TlsSession
 from .ops import OPS
 
@@ -44,12 +46,11 @@ class ChatHandler(socketserver.BaseRequestHandler):
         self.login_deadline: Optional[float] = None
         self.tls: Optional[TlsSession] = None
         self._batch: List[bytes] = []         # replies not yet sent, in order
-        self._batch_msgs: List[Send] = []    # a Send per message sent in the batch
-        self._deferred: List[tuple] = []      # sends checked, not yet handed to the store
-        self._last_msg_id = 0
-        self.undelivered = 0                              # batches the committer still owes
-        self._drained = threading.Event()
-        self._drained.set()
+        self._slots: List[Slot] = []          # where each send's reply goes in the batch
+        self._sends: List[SendRequest] = []   # sends checked, for the store's committer
+        self.undelivered = 0                  # batches submitted, not yet answered
+        self.drained = threading.Event()      # set: none is
+        self.drained.set()
         config = self.server.config
         sock: socket.socket = self.request
         _tune_socket(sock, config.keepalive_idle)
@@ -145,10 +146,9 @@ class ChatHandler(socketserver.BaseRequestHandler):
                 obj = p.decode_json_line(line)
                 req_id = p.request_id_of(obj)
                 request = p.parse_request(obj)
-                if request.op != "send" and (self._deferred or self._batch_msgs
-                                             or self.undelivered):
+                if request.op != "send" and (self._sends or self.undelivered):
                     self._flush_replies()
-                    if not self._drained.wait(_ACK_STALL_SECONDS):
+                    if not self.drained.wait(_ACK_STALL_SECONDS):
                         log.error("closing %s: acknowledgements stalled for %d s",
                                   self.peer, _ACK_STALL_SECONDS)
                         self.outbox.close()
@@ -163,15 +163,15 @@ class ChatHandler(socketserver.BaseRequestHandler):
         self._flush_replies()
 
     def _flush_replies(self) -> None:
-        """Send the batch now, or hand it to the committer if it must wait for a commit."""
-        if self._deferred:
-            self._append_deferred()
+        """Send the batch now, or submit it with its sends to wait for their commit (and
+        behind this connection's earlier batches, if any are still owed)."""
         if not self._batch:
             return
         replies, self._batch = self._batch, []
-        sends, self._batch_msgs = self._batch_msgs, []
-        if sends or self.undelivered:
-            self.server.delivery.deliver_when_durable(self._last_msg_id, self, replies, sends)
+        if self._sends or self.undelivered:
+            slots, sends = self._slots, self._sends
+            self._slots, self._sends = [], []
+            self.server.delivery.submit(self, replies, slots, sends)
         else:
             self.outbox.push_many(replies)
 
@@ -195,35 +195,13 @@ class ChatHandler(socketserver.BaseRequestHandler):
             raise p.ChatError(p.NOT_LOGGED_IN, "log in first")
         return op(self, request)
 
-    def defer_send(self, req_id: Optional[p.RequestId],
-                   message: Tuple[str, str, str, Optional[int], Optional[str]]) -> bytes:
-        """Keep a checked send (sender, to, text, reply_to, nonce) for the store, which
-        takes all of a read's sends in one step; its reply's place in the batch
-        is kept with an empty placeholder until then."""
-        self._deferred.append((len(self._batch), req_id, message))
+    def defer_send(self, req_id: Optional[p.RequestId], message: SendRequest) -> bytes:
+        """Keep a checked send (sender, to, text, reply_to, nonce) for the store's
+        committer, which stores the sends of many reads at once; its reply's
+        place in the batch is kept with an empty placeholder until then."""
+        self._slots.append((len(self._batch), req_id, message[1], message[0]))
+        self._sends.append(message)
         return b""
-
-    def _append_deferred(self) -> None:
-        """Hand the deferred sends to the store at once, and put each one's reply (to
-        leave once its message is durable) or its error in its place."""
-        deferred, self._deferred = self._deferred, []
-        try:
-            outcomes = self.server.store.append_many([message for _, _, message in deferred])
-        except Exception:   # every placeholder must still get its answer
-            log.exception("error storing %d messages from %s", len(deferred), self.peer)
-            failure = p.ChatError(p.SERVER_ERROR,
-                                  "the server failed on this request; it was logged")
-            outcomes = [failure] * len(deferred)
-        for (index, req_id, message), outcome in zip(deferred, outcomes):
-            if isinstance(outcome, p.ChatError):
-                self._batch[index] = p.error_reply(req_id, outcome.code, outcome.message)
-                continue
-            msg_id, msg_json, fresh = outcome
-            self._batch[index] = p.ok_reply_raw(req_id, "message", msg_json)
-            sender, to = message[0], message[1]
-            self._batch_msgs.append(Send(msg_id, index, req_id, msg_json, to, sender, fresh))
-            # the newest id decides when the batch may go (a resend's id may be older)
-            self._last_msg_id = max(self._last_msg_id, msg_id)
 
     def logged_in(self, name: str) -> None:
         config = self.server.config

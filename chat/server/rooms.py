@@ -21,8 +21,10 @@ class RoomRegistry:
     """Room key -> the user keys of its members (a frozen set, replaced on change,
     so a reader can use it without a lock)."""
 
-    def __init__(self, members_of: MembersOf) -> None:
+    def __init__(self, members_of: MembersOf, changed: Callable[[], None] = lambda: None
+                 ) -> None:
         self._members_of = members_of
+        self._changed = changed      # told after every change (fan-out caches)
         self._lock = threading.Lock()
         self._rooms: Dict[str, FrozenSet[str]] = {}
 
@@ -47,6 +49,6 @@ class RoomRegistry:
         key = room.lower()
         with self._lock:
             known = self._rooms.get(key)
-            if known is None:   # not loaded yet: the next reader loads the store's truth
-                return
-            self._rooms[key] = change(known)
+            if known is not None:   # else not loaded yet: the next reader loads the truth
+                self._rooms[key] = change(known)
+        self._changed()

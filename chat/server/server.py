@@ -4,8 +4,8 @@
 connections before any work is spent on them, knows who is logged in on
 which connections (presence, fan-out targets), clears connections that did
 not log in in time, and stops in bounded time. Each connection is a
-``ChatHandler`` thread (handler.py); acknowledgements wait in ``Deliveries``
-(delivery.py) for the commit of their messages.
+``ChatHandler`` thread (handler.py); replies to sends wait in ``Deliveries``
+(delivery.py) for the store's committer to make their messages durable.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .. import protocol as p
 from ..auth import Hasher, HashParams, KeyedBuckets, LoginThrottle
 from ..store import Store
 from .config import ServerConfig
-from .delivery import Deliveries, Send
+from .delivery import Deliveries, Stored
 from .handler import ChatHandler
 from .netio import Flusher, OutboxBudget, send_nowait
 from .rooms import RoomRegistry
@@ -63,12 +63,13 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self.outbox_budget = OutboxBudget(config.outbox_budget, _FAIR_SHARE)
         self._lock = threading.Lock()
         self._sessions: Dict[str, Set["ChatHandler"]] = {}
-        self._dm_targets: Dict[Tuple[str, str], Tuple[str, ...]] = {}   # (to, from) -> keys
+        #: (recipient as sent, sender) -> the sessions its messages go to; see sessions_changed
+        self._targets: Dict[Tuple[str, str], Tuple["ChatHandler", ...]] = {}
         self._handlers: Set["ChatHandler"] = set()
         self._admitted: Dict[socket.socket, str] = {}   # accepted socket -> peer host
         self._per_address: Counter = Counter()
         self._handshakes = 0
-        self.rooms = RoomRegistry(self._room_members)
+        self.rooms = RoomRegistry(self._room_members, self.sessions_changed)
         self.delivery = Deliveries(self.store, self._add_message_events)
         self._stopping = threading.Event()
         self._serving_thread: Optional[threading.Thread] = None
@@ -145,6 +146,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
             sessions = self._sessions.setdefault(key, set())
             first = not sessions
             sessions.add(handler)
+            self._targets.clear()
             others = self._logged_in_except(handler) if first else []
         if first:
             self.push_to(others, p.event("presence", username=name, online=True))
@@ -156,6 +158,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
             if not sessions or handler not in sessions:
                 return
             sessions.discard(handler)
+            self._targets.clear()
             last = not sessions
             if last:
                 del self._sessions[key]
@@ -174,41 +177,46 @@ class ChatServer(socketserver.ThreadingTCPServer):
         with self._lock:
             return [h for group in self._sessions.values() for h in group]
 
-    def _add_message_events(self, out: Dict["ChatHandler", List[bytes]], sender: "ChatHandler",
-                            sends: List[Send]) -> None:
+    def _add_message_events(self, out: Dict["ChatHandler", List[bytes]],
+                            stored: List[Stored]) -> None:
         """Each new message to every session of its conversation but the sending one:
-        a direct message's two users, or a room's members (a resend with a used
-        nonce stored nothing new and goes to nobody). This runs once per message
-        delivered (a hot loop): a direct conversation's target keys are cached."""
-        rooms, sessions, dm_targets = self.rooms, self._sessions, self._dm_targets
+        a direct message's two users, or a room's members. This runs for every
+        message delivered (a hot loop): each conversation's target sessions are
+        cached, and the cache is cleared whenever a session or a membership changes
+        (under this lock, so a stale entry cannot be stored after a clear). The
+        event's bytes are built once and shared by every recipient."""
+        targets = self._targets
+        message_event = p.message_event
         with self._lock:
-            for send in sends:
-                if not send.fresh:
-                    continue
-                to = send.to
-                if to[:1] == "#":
-                    keys = rooms.members(to)
-                else:
-                    keys = dm_targets.get((to, send.sender))
-                    if keys is None:
-                        keys = self._dm_target_keys(to, send.sender)
-                frame = p.message_event(send.json)
-                for key in keys:
-                    for handler in sessions.get(key, ()):
-                        if handler is not sender:
-                            queued = out.get(handler)
-                            if queued is None:
-                                out[handler] = [frame]
-                            else:
-                                queued.append(frame)
+            for sending, to, sender, msg_json in stored:
+                handlers = targets.get((to, sender))
+                if handlers is None:
+                    handlers = self._target_sessions(to, sender)
+                frame = message_event(msg_json)
+                for handler in handlers:
+                    if handler is not sending:
+                        queued = out.get(handler)
+                        if queued is None:
+                            out[handler] = [frame]
+                        else:
+                            queued.append(frame)
 
-    def _dm_target_keys(self, to: str, sender: str) -> Tuple[str, ...]:
-        """The user keys a direct message goes to (cached; the lock is held)."""
-        if len(self._dm_targets) > 100_000:
-            self._dm_targets.clear()
-        keys = tuple({p.user_key(to), p.user_key(sender)})
-        self._dm_targets[(to, sender)] = keys
-        return keys
+    def _target_sessions(self, to: str, sender: str) -> Tuple["ChatHandler", ...]:
+        """The sessions a message from ``sender`` to ``to`` goes to (cached; the lock is
+        held): a room's members' or the two users' of a direct message."""
+        if len(self._targets) > 100_000:
+            self._targets.clear()
+        keys = self.rooms.members(to) if to[:1] == "#" else {p.user_key(to),
+                                                             p.user_key(sender)}
+        sessions = self._sessions
+        handlers = tuple(h for key in keys for h in sessions.get(key, ()))
+        self._targets[(to, sender)] = handlers
+        return handlers
+
+    def sessions_changed(self) -> None:
+        """Forget the cached fan-out targets: a session or a room membership changed."""
+        with self._lock:
+            self._targets.clear()
 
     def to_users(self, users, frame: bytes, but: Optional[ChatHandler] = None) -> None:
         """Push ``frame`` to every session of ``users`` (names or keys) except ``but``."""

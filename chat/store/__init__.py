@@ -9,16 +9,26 @@ from __future__ import annotations
 import os
 from typing import Any, Union
 
-from .contract import ChatStore, DurableListener, Room, StoreCorrupt, User
+from .contract import (
+    BatchListener,
+    ChatStore,
+    DurableListener,
+    Outcome,
+    Room,
+    SendRequest,
+    StoreCorrupt,
+    User,
+)
 from .jsonfile import COMPACT_MIN_BYTES, Store
 from .jsonfile.bodies import CACHE_BYTES
 from .jsonfile.journal import BACKOFF_MAX, BACKOFF_MIN, DISK_BUSY, DISK_LOST
 from .jsonfile.records import ACCOUNTS_FILE, JOURNAL_FILE, USERS_FILE
 from .jsonfile.snapshot import DOC_VERSION
 
-__all__ = ["ACCOUNTS_FILE", "BACKOFF_MAX", "BACKOFF_MIN", "CACHE_BYTES", "COMPACT_MIN_BYTES",
-           "ChatStore", "DISK_BUSY", "DISK_LOST", "DOC_VERSION", "DurableListener",
-           "JOURNAL_FILE", "Room", "Store", "StoreCorrupt", "USERS_FILE", "User", "open_store"]
+__all__ = ["ACCOUNTS_FILE", "BACKOFF_MAX", "BACKOFF_MIN", "BatchListener", "CACHE_BYTES",
+           "COMPACT_MIN_BYTES", "ChatStore", "DISK_BUSY", "DISK_LOST", "DOC_VERSION",
+           "DurableListener", "JOURNAL_FILE", "Outcome", "Room", "SendRequest", "Store",
+           "StoreCorrupt", "USERS_FILE", "User", "open_store"]
 
 _JSON_SCHEMES = ("json:", "file:")
 

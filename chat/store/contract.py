@@ -38,6 +38,19 @@ Lost ids
     and sends are refused for a short backoff before the store tries again by
     itself.
 
+Submitted batches (the server's path)
+    ``submit(token, sends)`` hands a batch of sends (sender, to, text,
+    reply_to, nonce) to the committer and returns at once, taking no lock
+    the committer holds: the committer stores every batch submitted since its
+    last round in one step, makes them durable together, and then calls the
+    ``set_batch_listener`` listener once per round with each batch's token
+    and its outcomes, in submission order: for each send (id, message JSON,
+    fresh) once durable, or the ChatError it was refused with (a send of a
+    failed write gets ``server_error``). Every submitted batch is answered,
+    even after ``close`` (with errors), so a caller never waits forever. An
+    empty batch is answered in its turn too: a server uses that to keep a
+    connection's replies in order.
+
 Durable listeners
     ``add_durable_listener(listener)``: ``listener(durable_id, failed)`` is
     called from the committer after each batch, in commit order. After a
@@ -55,12 +68,18 @@ Errors
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, FrozenSet, List, Optional, Protocol, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Protocol, Tuple, Union
 
 from ..protocol import ChatError, Message
 
 #: The listener's arguments: the durable id, and the ids lost with a failed batch.
 DurableListener = Callable[[int, Optional[range]], None]
+#: One send as ``submit`` takes it: (sender, to, text, reply_to, nonce).
+SendRequest = Tuple[str, str, str, Optional[int], Optional[str]]
+#: What became of one send: (id, message JSON, fresh), or the ChatError it was refused with.
+Outcome = Union[Tuple[int, str, bool], ChatError]
+#: The batch listener's argument: every batch of one round, as (token, outcomes).
+BatchListener = Callable[[List[Tuple[Any, List[Outcome]]]], None]
 
 
 class StoreCorrupt(Exception):
@@ -247,6 +266,15 @@ class ChatStore(Protocol):
     def append_message(self, sender: str, to: str, text: str,
                        reply_to: Optional[int] = None) -> Tuple[int, str]:
         """``append`` without a nonce: (id, message JSON)."""
+        ...
+
+    def submit(self, token: Any, sends: List[SendRequest]) -> None:
+        """Hand a batch of sends to the committer; the batch listener gets ``token``
+        and their outcomes once they are durable (see "Submitted batches")."""
+        ...
+
+    def set_batch_listener(self, listener: BatchListener) -> None:
+        """The one listener of submitted batches; set before the first ``submit``."""
         ...
 
     def wait_durable(self, msg_id: int) -> None:

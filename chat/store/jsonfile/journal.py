@@ -8,6 +8,13 @@ line a place; one committer thread writes everything queued in one write and
 one fsync, so concurrent senders share fsyncs, then moves ``durable_id``,
 wakes ``wait_durable`` callers and calls the durable listeners.
 
+The server's path takes no lock at all: ``submit`` puts a batch of sends on
+the intake (a deque) and sets one event. Each round the committer takes the
+whole intake, has the store turn it into queued lines under one taking of
+the lock (``admit``), writes and fsyncs, and hands every batch's outcomes to
+``round_done``: per round, not per message, and no handler thread ever holds
+the store's lock while it might lose the interpreter (no lock convoy).
+
 A failed write (a full disk) loses that batch, not the store: the journal is
 cut back to its durable size, the batch (and whatever was queued behind it)
 is handed to ``on_lost`` to leave every index, its ids are burned (``lost``;
@@ -26,7 +33,7 @@ import threading
 from array import array
 from collections import deque
 from itertools import accumulate
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
 
 from ... import protocol as p
 from ..contract import DurableListener, StoreCorrupt
@@ -48,6 +55,12 @@ UNWRITTEN, LOST = -1, -2
 #: Replay's callback for each good record: its match, id, message JSON length, line number
 #: and byte offset.
 Index = Callable[["re.Match[bytes]", int, int, int, int], None]
+#: A submitted batch on the intake: (token, sends).
+Submitted = Tuple[Any, List[Any]]
+#: The store's hook that queues a round's sends (its lock held): an outcome list per batch.
+Admit = Callable[[List[Submitted]], List[List[Any]]]
+#: The store's hook after a round: the batches, their outcomes, the ids a failed write lost.
+RoundDone = Callable[[List[Submitted], List[List[Any]], Optional[range]], None]
 
 
 class Queued(NamedTuple):
@@ -57,6 +70,9 @@ class Queued(NamedTuple):
     line: bytes
     body: str
     undo: Any            # what the store needs to take it back out of its indexes
+
+
+_new_queued = tuple.__new__
 
 
 class MessageJournal:
@@ -71,7 +87,6 @@ class MessageJournal:
         self.path = path
         self._files = files
         self._lock = lock
-        self._work = threading.Condition(lock)     # the committer: lines are pending
         self._durable = threading.Condition(lock)  # waiters: the durable id moved
         self._monotonic = monotonic
         self._on_lost = on_lost
@@ -84,8 +99,12 @@ class MessageJournal:
         self.durable_id = 0
 
         self._pending: List[Queued] = []
-        self._idle = False
+        self._intake: Deque[Submitted] = deque()   # submitted batches, not yet admitted
+        self._wake = threading.Event()             # the committer: there is work
+        self._admit: Optional[Admit] = None
+        self._round_done: Optional[RoundDone] = None
         self._closing = False
+        self._stopped = False                      # the committer has exited
         self._listeners: List[DurableListener] = []
         self.commits = 0
         self.committed_bytes = 0
@@ -155,6 +174,10 @@ class MessageJournal:
         self.reader = self._files.open_read(self.path)
         self.durable_id = self.last_id
 
+    def set_round_hooks(self, admit: Admit, round_done: RoundDone) -> None:
+        """How submitted batches become queued lines, and who hears of each round."""
+        self._admit, self._round_done = admit, round_done
+
     def start(self) -> None:
         self._committer = threading.Thread(target=self._commit_loop, name="store-committer",
                                            daemon=True)
@@ -164,9 +187,11 @@ class MessageJournal:
         """Commit what is pending and stop the committer; idempotent."""
         with self._lock:
             self._closing = True
-            self._work.notify()
+        self._wake.set()
         if self._committer is not None:
             self._committer.join()
+        self._stopped = True
+        self._answer_intake()
 
     def close_files(self) -> None:
         with self._lock:
@@ -191,16 +216,37 @@ class MessageJournal:
         if self._retry_at and self._monotonic() < self._retry_at:
             raise p.ChatError(p.SERVER_ERROR, DISK_BUSY)
 
-    def queue(self, queued: Queued) -> None:
-        """Queue the next message (its id is ``last_id + 1``) for the committer."""
-        self._pending.append(queued)
+    def queue(self, msg_id: int, line: bytes, body: str, undo: Any) -> None:
+        """Queue the next message (``msg_id`` is ``last_id + 1``) for the committer; a
+        caller other than the committer's own round then calls ``wake``. (This runs
+        once per message: the Queued tuple is made without NamedTuple's Python ``__new__``.)"""
+        self._pending.append(_new_queued(Queued, (msg_id, line, body, undo)))
         self.where.append(UNWRITTEN)
-        self.lengths.append(len(queued.body))
-        self.unwritten[queued.msg_id] = queued.body
-        self.last_id = queued.msg_id
-        if self._idle:
-            self._idle = False
-            self._work.notify()
+        self.lengths.append(len(body))
+        self.unwritten[msg_id] = body
+        self.last_id = msg_id
+
+    @property
+    def refusing(self) -> bool:
+        """Whether a send must be refused now (closing, or backing off): one attribute
+        check per message in the usual case, the reason from ``check_open`` and
+        ``check_backoff``."""
+        return self._closing or bool(self._retry_at)
+
+    def wake(self) -> None:
+        """Tell the committer that lines were queued outside its round (``append``)."""
+        self._wake.set()
+
+    def submit(self, token: Any, sends: List[Any]) -> None:
+        """Put a batch of sends on the intake for the committer's next round.
+
+        Takes no lock the committer holds: a deque append and one event. After
+        the committer has exited, the batch is answered here (with errors).
+        """
+        self._intake.append((token, sends))
+        self._wake.set()
+        if self._stopped:
+            self._answer_intake()
 
     # ------------------------------------------------------------ durability
 
@@ -236,30 +282,58 @@ class MessageJournal:
 
     # ------------------------------------------------------------ the committer
 
+    def _take_intake(self) -> List[Submitted]:
+        taken: List[Submitted] = []
+        pop = self._intake.popleft
+        while True:
+            try:
+                taken.append(pop())
+            except IndexError:
+                return taken
+
+    def _answer_intake(self) -> None:
+        """Answer what is on the intake once the committer is gone (the store is
+        closed: every send is refused, each batch still gets its answer)."""
+        taken = self._take_intake()
+        if taken and self._admit is not None and self._round_done is not None:
+            with self._lock:
+                outcomes = self._admit(taken)
+            self._round_done(taken, outcomes, None)
+
     def _commit_loop(self) -> None:
-        """The committer: one write and one fsync for everything queued meanwhile."""
+        """The committer: each round, the whole intake and everything queued meanwhile
+        in one write and one fsync, then every batch's outcome at once."""
         handle = self._handle
         assert handle is not None
+        wake = self._wake
         while True:
+            if not self._closing:
+                wake.wait()
+                wake.clear()    # before taking the intake: a later submit sets it again
+            taken = self._take_intake()
             with self._lock:
-                while not self._pending and not self._closing:
-                    self._idle = True
-                    self._work.wait()
-                self._idle = False
-                if not self._pending:
-                    return
+                outcomes = self._admit(taken) if taken and self._admit is not None else []
                 batch, self._pending = self._pending, []
-            data = b"".join([queued.line for queued in batch])
-            try:
-                if self._cut_needed:   # never append after a failed batch's leftovers
-                    self._files.truncate(self.path, self._size)
-                    self._cut_needed = False
-                handle.write(data)
-                handle.sync()
-            except Exception as exc:  # the thread must not die silently: waiters would hang
-                self._batch_failed(batch, exc)
-                continue
-            self._batch_stored(batch, len(data))
+            failed = None
+            if batch:
+                data = b"".join([queued.line for queued in batch])
+                try:
+                    if self._cut_needed:   # never append after a failed batch's leftovers
+                        self._files.truncate(self.path, self._size)
+                        self._cut_needed = False
+                    handle.write(data)
+                    handle.sync()
+                except Exception as exc:  # the thread must not die silently: waiters would hang
+                    failed = self._batch_failed(batch, exc)
+                else:
+                    self._batch_stored(batch, len(data))
+            if taken and self._round_done is not None:
+                try:
+                    self._round_done(taken, outcomes, failed)
+                except Exception:
+                    log.exception("delivering a round of %d batches failed", len(taken))
+            if self._closing and not batch and not taken:
+                return
 
     def _batch_stored(self, batch: List[Queued], size: int) -> None:
         """Record where the batch's bodies now are, and that they are durable.
@@ -286,7 +360,7 @@ class MessageJournal:
         deque(map(self.unwritten.pop, range(first, upto + 1)), maxlen=0)   # C speed
         self._notify_listeners(upto, None)
 
-    def _batch_failed(self, batch: List[Queued], exc: BaseException) -> None:
+    def _batch_failed(self, batch: List[Queued], exc: BaseException) -> range:
         """A write or fsync failed (a full disk, say): give up on the batch, not the store.
 
         The journal is cut back to its durable size, so nothing half written
@@ -317,3 +391,4 @@ class MessageJournal:
                   "refused for %.1f s", failed.start, failed.stop - 1, self.path, exc,
                   backoff)
         self._notify_listeners(self.durable_id, failed)
+        return failed

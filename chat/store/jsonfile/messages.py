@@ -9,21 +9,29 @@ on. ``history``, ``search`` and ``reply_to`` all go by that one rule
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from bisect import bisect_left
-from typing import Any, Callable, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from ... import protocol as p
+from ...protocol import message_json
+from ..contract import BatchListener
 from .bodies import BodyCache
-from .indexes import Indexes, Replay, contains, page, take_newest
-from .journal import MessageJournal, Queued
+from .indexes import Indexes, Replay, Route, contains, page, take_newest
+from .journal import DISK_LOST, MessageJournal, Queued, Submitted
 from .nonces import NonceBook
 from .records import message_line, nonce_json
 from .state import AccountState, room_conv
 
+log = logging.getLogger(__name__)
+
 #: How many ids a search reads at a time (without the lock between chunks).
 SEARCH_CHUNK = 256
-
+#: How many direct-message recipients are kept resolved before the cache starts again.
+_ROUTES_KEPT = 100_000
+#: What a send that failed for an unexpected reason (a bug, logged) is answered with.
+_FAILED = "the server failed on this request; it was logged"
 
 
 class _OnDisk(NamedTuple):
@@ -44,6 +52,10 @@ class Messages:
         self._state = state
         self._clock = clock
         self._nonces = NonceBook()
+        self._sent = index.sent
+        #: (sender key, recipient as sent) -> (key, canonical name, route) of a direct message
+        self._dm_routes: Dict[Tuple[str, str], Tuple[str, str, Route]] = {}
+        self._batch_listener: Optional[BatchListener] = None
 
     def replayer(self, path: str) -> Replay:
         """Replay's callback for the message journal: indexes and nonces."""
@@ -71,6 +83,7 @@ class Messages:
         """
         with self._lock:
             outcome = self._append_locked(sender, to, text, reply_to, nonce)
+        self._journal.wake()
         return self._finish(outcome)
 
     def append_many(self, sends: List[Tuple[str, str, str, Optional[int], Optional[str]]]
@@ -87,52 +100,114 @@ class Messages:
                     outcomes.append(self._append_locked(*send))
                 except p.ChatError as exc:
                     outcomes.append(exc)
+        self._journal.wake()
         return [o if isinstance(o, p.ChatError) else self._finish(o) for o in outcomes]
+
+    # ------------------------------------------------------------ submitted batches
+
+    def set_batch_listener(self, listener: BatchListener) -> None:
+        self._batch_listener = listener
+
+    def admit(self, taken: List[Submitted]) -> List[List[Any]]:
+        """Queue every send of a round's batches (the committer, the lock held): for each
+        batch, each send's result, its ChatError, or a body to read after the lock."""
+        append = self._append_locked
+        rounds: List[List[Any]] = []
+        for _token, sends in taken:
+            outcomes: List[Any] = []
+            for send in sends:
+                try:
+                    outcomes.append(append(*send))
+                except p.ChatError as exc:
+                    outcomes.append(exc)
+                except Exception:   # a bug must cost one send, never the committer
+                    log.exception("error storing a message from %r", send[0])
+                    outcomes.append(p.ChatError(p.SERVER_ERROR, _FAILED))
+            rounds.append(outcomes)
+        return rounds
+
+    def round_done(self, taken: List[Submitted], rounds: List[List[Any]],
+                   failed: Optional[range]) -> None:
+        """Finish a round's outcomes and hand them to the batch listener (the committer,
+        without the lock): a resend's body read from disk, a lost send's error."""
+        done = []
+        for (token, _), outcomes in zip(taken, rounds):
+            for i, outcome in enumerate(outcomes):
+                if type(outcome) is tuple:
+                    if failed is not None and outcome[0] in failed:
+                        outcomes[i] = p.ChatError(p.SERVER_ERROR, DISK_LOST)
+                elif isinstance(outcome, _OnDisk):
+                    try:
+                        outcomes[i] = self._finish(outcome)
+                    except Exception:
+                        log.exception("error reading message %d back", outcome.msg_id)
+                        outcomes[i] = p.ChatError(p.SERVER_ERROR, _FAILED)
+            done.append((token, outcomes))
+        if self._batch_listener is not None:
+            self._batch_listener(done)
 
     def _append_locked(self, sender: str, to: str, text: str, reply_to: Optional[int],
                        nonce: Optional[str]) -> Any:
-        """The part of ``append`` under the lock: a result, or a body lookup to finish
-        outside it (a resend whose message is on disk)."""
-        skey = p.user_key(sender)
-        digest = None if nonce is None else hash(nonce_json(nonce))
-        self._journal.check_open()
+        """Assign the next id, file and queue one message (the lock is held): the
+        result, or a body lookup to finish outside the lock (a resend whose
+        message is on disk).
+
+        This runs once per message sent, on the committer's thread: it is
+        written flat, with the direct-message recipient resolved once per
+        (sender, recipient) and kept (accounts are never renamed or removed).
+        """
+        journal = self._journal
+        if journal.refusing:
+            journal.check_open()
+            journal.check_backoff()
+        skey = sender.lower()   # protocol.user_key, inline
         srec = self._state.accounts.get(skey)
         if srec is None:
             raise p.ChatError(p.UNKNOWN_USER, f"there is no user {sender[:40]!r}")
-        sent = None if digest is None else self._nonces.find(skey, digest)
-        if sent is None:
-            return self._queue(skey, srec.name, to, text, reply_to, nonce, digest)
-        body = self._journal.unwritten.get(sent)
-        if body is not None:
-            return sent, body, False
-        return _OnDisk(sent, self._bodies.from_cache([sent]))
+        nonce_raw = digest = None
+        if nonce is not None:
+            nonce_raw = nonce_json(nonce)
+            digest = hash(nonce_raw)
+            sent = self._nonces.find(skey, digest)
+            if sent is not None:
+                body = journal.unwritten.get(sent)
+                if body is not None:
+                    return sent, body, False
+                return _OnDisk(sent, self._bodies.from_cache([sent]))
+        known = self._dm_routes.get((skey, to))
+        if known is None:
+            tkey, to_name, route = self._recipient(skey, to)
+            if tkey[:1] == "#":   # protocol.is_room, inline
+                index = self._index
+                route += index.mention_route(room_conv(tkey),
+                                             index.mentioned(text, skey, self._state))
+            else:
+                if len(self._dm_routes) >= _ROUTES_KEPT:   # case variants cannot grow it
+                    self._dm_routes.clear()
+                self._dm_routes[(skey, to)] = tkey, to_name, route
+        else:
+            tkey, to_name, route = known
+        if reply_to is not None and not self._can_see(skey, reply_to):
+            raise p.ChatError(p.UNKNOWN_MESSAGE, f"you have no message {reply_to} to reply to")
+        msg_id = journal.last_id + 1
+        body = message_json(msg_id, srec.name, to_name, text, self._clock(), reply_to)
+        raw = body.encode("ascii")
+        size = len(raw)
+        journal.queue(msg_id, message_line(raw, nonce_raw), body,
+                      (route, skey, size, digest is not None))
+        for ids in route:      # Indexes.file, inline
+            ids.append(msg_id)
+        sent_bytes = self._sent
+        sent_bytes[skey] = sent_bytes.get(skey, 0) + size
+        if digest is not None:
+            self._nonces.add(skey, digest, msg_id, journal.durable_id)
+        return msg_id, body, True
 
     def _finish(self, outcome: Any) -> Tuple[int, str, bool]:
         """A result as it is; a resend's body read from disk (without the lock)."""
         if isinstance(outcome, _OnDisk):
             return outcome.msg_id, self._bodies.fetch(outcome.lookup)[0], False
         return outcome
-
-    def _queue(self, skey: str, sender: str, to: str, text: str, reply_to: Optional[int],
-               nonce: Optional[str], digest: Optional[int]) -> Tuple[int, str, bool]:
-        """Build a new message and queue it; the lock is held."""
-        journal, index = self._journal, self._index
-        journal.check_backoff()
-        tkey, to_name, route = self._recipient(skey, to)
-        if reply_to is not None and not self._can_see(skey, reply_to):
-            raise p.ChatError(p.UNKNOWN_MESSAGE, f"you have no message {reply_to} to reply to")
-        msg_id = journal.last_id + 1
-        body = p.message_json(msg_id, sender, to_name, text, self._clock(), reply_to)
-        raw = body.encode("ascii")
-        if tkey[:1] == "#":   # protocol.is_room, inline (once per message)
-            route += index.mention_route(room_conv(tkey),
-                                         index.mentioned(text, skey, self._state))
-        line = message_line(raw, None if nonce is None else nonce_json(nonce))
-        journal.queue(Queued(msg_id, line, body, (route, skey, len(raw), digest is not None)))
-        index.file(msg_id, route, skey, len(raw))
-        if digest is not None:
-            self._nonces.add(skey, digest, msg_id, journal.durable_id)
-        return msg_id, body, True
 
     def _recipient(self, skey: str, to: str) -> Tuple[str, str, Tuple]:
         """(key, canonical name, route) of a message's recipient; the lock is held."""

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ... import protocol as p
-from ..contract import DurableListener, Room, User
+from ..contract import BatchListener, DurableListener, Room, SendRequest, User
 from ..fileio import FileLayer, FolderLock, OsFileLayer
 from .accounts import AccountJournal
 from .bodies import CACHE_BYTES, BodyCache
@@ -60,6 +60,7 @@ class Store:
         self._messages = Messages(self._lock, self._journal, self._bodies, self._index,
                                   self._state, clock)
         self._rooms = Rooms(self._lock, self._accounts, self._newest_in, clock)
+        self._journal.set_round_hooks(self._messages.admit, self._messages.round_done)
 
         self._files.makedirs(self.directory)
         # Before any file is read: a second owner's repair would cut the first
@@ -325,6 +326,18 @@ class Store:
         """``append`` without a nonce, as version 1 servers call it: (id, message JSON)."""
         msg_id, body, _ = self._messages.append(sender, to, text, reply_to)
         return msg_id, body
+
+    def submit(self, token: Any, sends: List[SendRequest]) -> None:
+        """Hand a batch of sends (sender, to, text, reply_to, nonce) to the committer and
+        return at once, taking no lock: the batch listener hears of ``token`` and
+        each send's outcome (``Outcome``) once the round that stored them is
+        durable, or failed. Every batch is answered, even after ``close``."""
+        self._journal.submit(token, sends)
+
+    def set_batch_listener(self, listener: BatchListener) -> None:
+        """The listener of submitted batches: ``listener([(token, outcomes), ...])`` from
+        the committer, once per round, in submission order; it must not block."""
+        self._messages.set_batch_listener(listener)
 
     def add_durable_listener(self, listener: DurableListener) -> None:
         """Call ``listener(durable_id, failed)`` from the committer after each batch.
