@@ -13,10 +13,13 @@ send to the recipient's ``message`` event: the text carries the sender's
     python -m chat.bench growth --accounts 1000 100000 --repeat 3
     python -m chat.bench rss --preload 1000000
     python -m chat.bench rooms --members 10 100 --repeat 3
+    python -m chat.bench compare -n 2 100 --repeat 3   # vs an asyncio relay and miniircd
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import inspect
 import json
 import multiprocessing as mp
@@ -34,7 +37,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import protocol as p
 
@@ -100,9 +103,13 @@ class Server:
     LISTENING = re.compile(r"listening on ([\d.]+):(\d+)")
     COUNTS = re.compile(r"(\d+) users, (\d+) messages")
 
-    def __init__(self, db: Optional[Path] = None, host: str = "", port: int = 0) -> None:
+    def __init__(self, db: Optional[Path] = None, host: str = "", port: int = 0,
+                 cmd: Optional[List[str]] = None) -> None:
+        """A parallel-chat server on ``db`` (a fresh temporary one by default), the server
+        at ``host:port`` (not started), or ``cmd``: another server that says
+        ``listening on HOST:PORT`` on stderr (a comparison target)."""
         self.proc: Optional[subprocess.Popen] = None
-        self.own_db = db is None and not host
+        self.own_db = db is None and not host and cmd is None
         self.db = db
         self.start_seconds = 0.0
         self.users: Optional[int] = None      # as the ready line says, when it does
@@ -110,10 +117,11 @@ class Server:
         if host:
             self.address = (host, port)
             return
-        if self.db is None:
-            self.db = Path(tempfile.mkdtemp(prefix="chat-bench-"))
-        cmd = [sys.executable, "-m", "chat.server", "--port", "0", "--db", str(self.db),
-               "--log-level", "WARNING", *server_flags()]
+        if cmd is None:
+            if self.db is None:
+                self.db = Path(tempfile.mkdtemp(prefix="chat-bench-"))
+            cmd = [sys.executable, "-m", "chat.server", "--port", "0", "--db", str(self.db),
+                   "--log-level", "WARNING", *server_flags()]
         started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
                                      cwd=str(Path(__file__).resolve().parent.parent),
@@ -415,6 +423,84 @@ def _send_pending(c: dict) -> None:
             n = 0
         del c["out"][:n]
 
+class _Ticker:
+    """A load process's progress to the parent every 0.2 s, and an error once nothing
+    arrived for ``stall_s`` (a stuck server must not hang the benchmark)."""
+
+    def __init__(self, progress, stall_s: float, start: float, what: str,
+                 shown: Tuple[str, ...]) -> None:
+        self.progress, self.stall_s = progress, stall_s
+        self.last_report, self.reported = start, 0
+        self.what, self.shown = what, shown   # the error's start; the fields it shows
+
+    def tick(self, conns: List[dict], last_data: float) -> None:
+        now = time.monotonic()
+        if now - self.last_report > 0.2:
+            delivered = sum(c["got"] for c in conns)
+            self.progress.put(delivered - self.reported)
+            self.reported, self.last_report = delivered, now
+            if now - last_data > self.stall_s:
+                waiting = [tuple(c[f] for f in self.shown) for c in conns if not c["done"]]
+                raise RuntimeError(f"{self.what}nothing received for {self.stall_s:.0f} s; "
+                                   f"waiting ({', '.join(self.shown)}): {waiting[:5]}")
+
+    def finish(self, delivered: int) -> None:
+        self.progress.put(delivered - self.reported)
+
+
+def _count_chat_frame(c: dict, line: bytes, now_ns: int, latencies: List[int]) -> int:
+    """Count one frame a load connection received: 1 for a message event (its latency
+    noted from the timestamp that starts its text), an acknowledgement in ``acks``;
+    a refused send stops the run."""
+    if line.startswith(b'{"event":"message"'):
+        i = line.index(b'"text":"') + 8
+        latencies.append((now_ns - int(line[i:line.index(b" ", i)])) // 1000)
+        return 1
+    if line.startswith(b'{"id"'):
+        c["acks"] += 1
+        if b'"ok":false' in line[:40]:
+            raise RuntimeError(f"{c['name']}: a send was refused: "
+                               f"{line[:300].decode(errors='replace')}")
+    return 0
+
+
+def _start_sending(conns: List[dict], fill, flush) -> Tuple[Any, float]:
+    """Fill and send every connection's first window: the CPU times and the start."""
+    cpu0, start, now_ns = os.times(), time.monotonic(), time.monotonic_ns()
+    for c in conns:
+        fill(c, now_ns)
+        flush(c)
+    return cpu0, start
+
+
+def _send_and_watch(sel, c: dict) -> None:
+    """Send what a connection has queued, and watch it for writing while some is left."""
+    _send_pending(c)
+    want_write = bool(c["out"])
+    if want_write != c["writing"]:
+        c["writing"] = want_write
+        sel.modify(c["sock"], selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write
+                                                      else 0), c)
+
+
+def _arrivals(sel, flush: Callable[[dict], None], timeout: float = 0.2):
+    """One select round: (connection, bytes read, monotonic ns) for each connection with
+    data; a writable one gets ``flush`` on the way. A closed connection is an error."""
+    for key, events in sel.select(timeout):
+        c = key.data
+        if events & selectors.EVENT_WRITE:
+            flush(c)
+        if not events & selectors.EVENT_READ:
+            continue
+        try:
+            data = c["sock"].recv(1 << 20)
+        except BlockingIOError:
+            continue
+        if not data:
+            raise ConnectionError(f"the server closed {c['name']}'s connection")
+        yield c, data, time.monotonic_ns()
+
+
 def collect_results(procs, results, progress, bar, what: str = "") -> List[dict]:
     """Wait for every worker's result, showing progress; RuntimeError if a worker
     died, or (with ``what``) reported an error."""
@@ -477,14 +563,25 @@ def run_load(server: Server, clients: int, messages: int, window: int, size: int
         "offered_rate": rate or None,
         "delivered": delivered, "acked": sum(r["acked"] for r in collected),
         "errors": sum(r["errors"] for r in collected),
+        **_rate_and_latency(delivered, seconds, latencies, cpu, wall),
+        # server CPU per delivered message (issue 10's headline figure); None with --host
+        "server_cpu_us_per_msg": round(cpu / delivered * 1e6, 2)
+        if server.proc is not None and delivered else None,
+        "server_peak_rss_mb": round(server.memory_mb("VmHWM"), 1),
+        "generator_cpu_pct": round(sum(r["cpu_seconds"] for r in collected) / wall * 100, 1),
+    }
+
+
+def _rate_and_latency(delivered: int, seconds: float, latencies: List[int], cpu: float,
+                      wall: float) -> Dict[str, Any]:
+    """A run's figures every throughput workload reports alike."""
+    return {
         "seconds": round(seconds, 3),
         "msgs_per_s": round(delivered / seconds, 1) if seconds else 0.0,
         "p50_ms": round(percentile(latencies, 0.50) / 1000, 3),
         "p99_ms": round(percentile(latencies, 0.99) / 1000, 3),
         "max_ms": round(percentile(latencies, 1.0) / 1000, 3),
         "server_cpu_pct": round(cpu / wall * 100, 1) if wall else 0.0,
-        "server_peak_rss_mb": round(server.memory_mb("VmHWM"), 1),
-        "generator_cpu_pct": round(sum(r["cpu_seconds"] for r in collected) / wall * 100, 1),
     }
 
 
@@ -978,73 +1075,33 @@ def _rooms_phase(sel, conns, kind: str, messages: int, window: int, pad: str,
                 c["frames"] += 1
                 c["out"] += _rooms_send_frame(c["frames"], to, text)
 
-    def flush(c) -> None:
-        _send_pending(c)
-        want_write = bool(c["out"])
-        if want_write != c["writing"]:
-            c["writing"] = want_write
-            sel.modify(c["sock"], selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write
-                                                          else 0), c)
+    flush = functools.partial(_send_and_watch, sel)
 
     def finished(c) -> bool:
         return (c["got"] >= c["expect"]
                 and (not c["sender"] or c["acks"] >= messages * c["per_unit"]))
 
-    cpu0 = os.times()
-    start = time.monotonic()
-    now_ns = time.monotonic_ns()
-    for c in conns:
-        fill(c, now_ns)
-        flush(c)
+    cpu0, start = _start_sending(conns, fill, flush)
     done = 0
     for c in conns:
         if finished(c):
             c["done"] = True
             done += 1
-    last_report = last_data = start
-    reported = 0
+    last_data = start
+    ticker = _Ticker(progress, ROOMS_STALL_S, start, f"{kind} phase: ",
+                     ("name", "got", "expect", "acks"))
     latencies = result["latencies_us"]
     while done < len(conns):
-        for key, events in sel.select(0.2):
-            c = key.data
-            if events & selectors.EVENT_WRITE:
-                flush(c)
-            if not events & selectors.EVENT_READ:
-                continue
-            try:
-                data = c["sock"].recv(1 << 20)
-            except BlockingIOError:
-                continue
-            if not data:
-                raise ConnectionError(f"the server closed {c['name']}'s connection")
+        for c, data, now_ns in _arrivals(sel, flush):
             last_data = time.monotonic()
-            now_ns = time.monotonic_ns()
             for line in c["dec"].feed(data):
-                if line.startswith(b'{"event":"message"'):
-                    c["got"] += 1
-                    i = line.index(b'"text":"') + 8
-                    latencies.append((now_ns - int(line[i:line.index(b" ", i)])) // 1000)
-                elif line.startswith(b'{"id"'):
-                    c["acks"] += 1
-                    if b'"ok":false' in line[:40]:
-                        raise RuntimeError(f"{c['name']}: a send to {c['targets'][0]} was "
-                                           f"refused: {line[:300].decode(errors='replace')}")
+                c["got"] += _count_chat_frame(c, line, now_ns, latencies)
             fill(c, now_ns)
             flush(c)
             if not c["done"] and finished(c):
                 c["done"] = True
                 done += 1
-        now = time.monotonic()
-        if now - last_report > 0.2:
-            delivered = sum(c["got"] for c in conns)
-            progress.put(delivered - reported)
-            reported = delivered
-            last_report = now
-            if now - last_data > ROOMS_STALL_S:
-                waiting = [(c["name"], c["got"], c["expect"], c["acks"]) for c in conns
-                           if not c["done"]][:5]
-                raise RuntimeError(f"{kind} phase: nothing received for {ROOMS_STALL_S:.0f} s; "
-                                   f"waiting (name, got, expected, acks): {waiting}")
+        ticker.tick(conns, last_data)
     result["seconds"] = time.monotonic() - start
     cpu1 = os.times()
     result["cpu_seconds"] = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
@@ -1052,7 +1109,7 @@ def _rooms_phase(sel, conns, kind: str, messages: int, window: int, pad: str,
     result["unexpected"] = sum(max(0, c["got"] - c["expect"]) for c in conns)
     result["frames"] = sum(c["frames"] for c in conns)
     result["logical"] = sum(c["sent"] for c in conns)
-    progress.put(result["delivered"] - reported)
+    ticker.finish(result["delivered"])
     return result
 
 
@@ -1294,6 +1351,352 @@ def print_rooms(rows: List[Dict[str, Any]]) -> None:
             print("  (server CPU unknown: a running server was benchmarked with --host)")
 
 
+# ---------------------------------------------------------------- comparison targets (issue 10)
+
+PARALLEL_CHAT, ASYNCIO_RELAY, MINIIRCD = "parallel-chat", "asyncio-relay", "miniircd"
+#: Every target of ``compare``, in the order of its first round and of its table.
+COMPARE_TARGETS = (PARALLEL_CHAT, ASYNCIO_RELAY, MINIIRCD)
+RELAY_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "asyncio_relay.py"
+#: An IRC line is at most 512 bytes with its CRLF: room for the prefix and the command.
+IRC_MAX_SIZE = 400
+#: A round that makes no progress for this long is a failure, not a slow run.
+COMPARE_STALL_S = 60.0
+
+
+def _listening_port(pid: int) -> Optional[int]:
+    """The TCP port a process listens on, from /proc (Linux): its socket inodes,
+    looked up among the listening sockets of /proc/net/tcp."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:   # 0A: LISTEN
+                    return int(fields[1].rsplit(":", 1)[1], 16)
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+class MiniIrcd(Server):
+    """miniircd (PyPI: a Python select-loop IRC server, no disk) as a subprocess bound to
+    127.0.0.1 on port 0; it does not say which port the kernel gave it, so that is read
+    from /proc. Its CPU and memory are read from /proc like the chat server's."""
+
+    def __init__(self) -> None:
+        super().__init__(host="127.0.0.1")       # no process yet, nothing to remove
+        cmd = [sys.executable, "-m", "miniircd", "--listen", "127.0.0.1", "--ports", "0"]
+        if hasattr(os, "getuid") and os.getuid() == 0:
+            cmd += ["--setuid", "root"]          # it refuses to run as root without this
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=_die_with_parent)
+        while time.perf_counter() - started < 30:
+            if self.proc.poll() is not None:
+                said = self.proc.stderr.read() if self.proc.stderr else ""
+                raise RuntimeError("miniircd did not start: " + " ".join(cmd) + "\n"
+                                   + said[-1000:])
+            port = _listening_port(self.proc.pid)
+            if port:
+                self.address = ("127.0.0.1", port)
+                self.start_seconds = time.perf_counter() - started
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("miniircd did not listen within 30 s (its port is read from "
+                           "/proc: Linux only)")
+
+
+def compare_targets(requested: Optional[List[str]]) -> Tuple[List[str], Dict[str, str]]:
+    """The targets to run (those asked for, default all, in COMPARE_TARGETS order) and,
+    for each one left out, why."""
+    asked = requested or list(COMPARE_TARGETS)
+    chosen, skipped = [t for t in COMPARE_TARGETS if t in asked], {}
+    if ASYNCIO_RELAY in chosen and not RELAY_SCRIPT.is_file():
+        skipped[ASYNCIO_RELAY] = (f"{RELAY_SCRIPT} not found (it is in the repository's "
+                                  "scripts/, not in an installed package)")
+    if MINIIRCD in chosen:
+        try:
+            ok = importlib.util.find_spec("miniircd") is not None and subprocess.run(
+                [sys.executable, "-m", "miniircd", "--version"], capture_output=True,
+                timeout=60).returncode == 0
+        except (OSError, subprocess.SubprocessError, ValueError):
+            ok = False
+        if not ok:
+            skipped[MINIIRCD] = "not installed (pip install miniircd)"
+    return [t for t in chosen if t not in skipped], skipped
+
+
+def start_target(target: str) -> Server:
+    """A fresh server of that target, as a subprocess."""
+    if target == PARALLEL_CHAT:
+        return Server()
+    if target == ASYNCIO_RELAY:
+        return Server(cmd=[sys.executable, str(RELAY_SCRIPT), "--host", "127.0.0.1",
+                           "--port", "0"])
+    if target == MINIIRCD:
+        return MiniIrcd()
+    raise ValueError(f"unknown target {target!r}")
+
+
+def _irc_register_all(address, names: List[str]) -> List[Dict[str, Any]]:
+    """One IRC connection per name, registered (NICK, USER, until 001) one at a time:
+    miniircd listens with a backlog of 5."""
+    conns = []
+    for name in names:
+        sock = socket.create_connection(address, timeout=120)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(f"NICK {name}\r\nUSER {name} 0 * :{name}\r\n".encode("ascii"))
+        buf = b""
+        while not (b" 001 " in buf and b"\n" in buf.split(b" 001 ", 1)[1]):
+            chunk = sock.recv(1 << 16)
+            if not chunk or b" 432 " in buf or b" 433 " in buf:
+                raise ConnectionError(f"IRC registration of {name} refused: {buf[-300:]!r}")
+            buf += chunk
+        dec = p.FrameDecoder(64 * 1024 * 1024)
+        dec.feed(buf.split(b" 001 ", 1)[1].split(b"\n", 1)[1])   # the rest: not counted
+        sock.setblocking(False)
+        conns.append({"name": name, "sock": sock, "dec": dec, "out": bytearray(),
+                      "writing": False})
+    return conns
+
+
+def _compare_round(irc: bool, sel, conns, messages: int, window: int, pad: str,
+                   progress) -> Dict[str, Any]:
+    """The measured part in one worker: every client sends ``messages`` to its partner,
+    at most ``window`` of them in flight (sent, not yet received by the partner), until
+    every client has received its partner's (and, in chat, every ack)."""
+    latencies: List[int] = []
+
+    def fill(c, now_ns: int) -> None:
+        partner = c["partner"]
+        n = min(messages - c["sent"], window - (c["sent"] - partner["got"]))
+        if n <= 0:
+            return
+        text = f"{now_ns} {pad}"
+        if irc:
+            c["out"] += f"PRIVMSG {partner['name']} :{text}\r\n".encode("ascii") * n
+            c["sent"] += n
+            return
+        to, out = partner["name"], c["out"]
+        for _ in range(n):
+            c["sent"] += 1
+            out += _rooms_send_frame(c["sent"], to, text)
+
+    flush = functools.partial(_send_and_watch, sel)
+
+    def finished(c) -> bool:
+        return c["got"] >= messages and (irc or c["acks"] >= messages)
+
+    cpu0, start = _start_sending(conns, fill, flush)
+    done = sum(finished(c) for c in conns)   # -m 0: nothing to wait for
+    for c in conns:
+        c["done"] = finished(c)
+    last_data = start
+    ticker = _Ticker(progress, COMPARE_STALL_S, start, "", ("name", "sent", "got", "acks"))
+    while done < len(conns):
+        for c, data, now_ns in _arrivals(sel, flush):
+            last_data = time.monotonic()
+            got = 0
+            for line in c["dec"].feed(data):
+                if irc:
+                    i = line.find(b" PRIVMSG ")
+                    if i > 0:
+                        got += 1
+                        j = line.index(b" :", i) + 2
+                        latencies.append((now_ns - int(line[j:line.index(b" ", j)])) // 1000)
+                    elif line.startswith(b"PING"):
+                        c["out"] += b"PONG" + line[4:].rstrip(b"\r") + b"\r\n"
+                    elif line.startswith(b"ERROR"):
+                        raise ConnectionError(f"{c['name']}: {line[:200].decode(errors='replace')}")
+                else:
+                    got += _count_chat_frame(c, line, now_ns, latencies)
+            if got:
+                c["got"] += got
+                fill(c["partner"], now_ns)     # its messages in flight just arrived
+                flush(c["partner"])
+            flush(c)
+            if not c["done"] and finished(c):
+                c["done"] = True
+                done += 1
+        ticker.tick(conns, last_data)
+    seconds = time.monotonic() - start
+    cpu1 = os.times()
+    delivered = sum(c["got"] for c in conns)
+    ticker.finish(delivered)
+    return {"seconds": seconds, "delivered": delivered, "latencies_us": latencies,
+            "acks": sum(c["acks"] for c in conns),
+            "cpu_seconds": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)}
+
+
+def _compare_worker(irc: bool, address, pairs: List[Tuple[str, str]], messages: int,
+                    window: int, size: int, ready, go, results, progress) -> None:
+    """One process: whole pairs (both members here, so each knows when its partner has
+    received a message), on one selectors loop."""
+    conns: List[Dict[str, Any]] = []
+    try:
+        names = [name for pair in pairs for name in pair]
+        if irc:
+            conns = _irc_register_all(address, names)
+        else:
+            conns = _rooms_login_all(address, [{"name": n} for n in names])
+        sel = selectors.DefaultSelector()
+        for i, c in enumerate(conns):
+            c.update(partner=conns[i ^ 1], sent=0, got=0, acks=0, done=False)
+            sel.register(c["sock"], selectors.EVENT_READ, c)
+    except Exception as exc:  # the parent waits on ready: tell it
+        ready.put(f"{type(exc).__name__}: {exc}")
+        return
+    ready.put(len(conns))
+    go.wait()
+    try:
+        results.put(_compare_round(irc, sel, conns, messages, window,
+                                   "x" * max(0, size - 20), progress))
+    except Exception as exc:
+        results.put({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        for c in conns:
+            c["sock"].close()
+
+
+def run_compare(target: str, clients: int, messages: int, window: int, size: int,
+                workers: int = 2, label: str = "", show: bool = True) -> Dict[str, Any]:
+    """One measured run against a fresh server of ``target``, stopped afterwards."""
+    clients += clients % 2
+    irc = target == MINIIRCD
+    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+    ready, results, progress = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    go = ctx.Event()
+    server = start_target(target)
+    procs: List[Any] = []
+    try:
+        names = [f"c{i}" for i in range(clients)]
+        if not irc:
+            sign_up(server.address, names)
+        pairs = [(names[i], names[i + 1]) for i in range(0, clients, 2)]
+        workers = max(1, min(workers, len(pairs)))
+        procs = [ctx.Process(target=_compare_worker,
+                             args=(irc, server.address, pairs[w::workers], messages, window,
+                                   size, ready, go, results, progress), daemon=True)
+                 for w in range(workers)]
+        for proc in procs:
+            proc.start()
+        for _ in procs:
+            got = ready.get(timeout=300)
+            if isinstance(got, str):
+                raise RuntimeError(f"{target}: a load worker could not connect: {got}")
+        bar = Progress(label or f"{target} n={clients}", clients * messages, show)
+        cpu0, wall0 = server.cpu_seconds(), time.monotonic()
+        go.set()
+        collected = collect_results(procs, results, progress, bar, what=target)
+        wall = time.monotonic() - wall0
+        cpu = server.cpu_seconds() - cpu0
+        bar.finish()
+        rss = server.memory_mb("VmHWM")
+    finally:
+        go.set()   # let a waiting worker run out rather than hang
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.terminate()
+        server.stop()
+    latencies = [v for r in collected for v in r["latencies_us"]]
+    delivered = sum(r["delivered"] for r in collected)
+    seconds = max(r["seconds"] for r in collected)
+    return {
+        "target": target, "delivered": delivered, "expected": clients * messages,
+        "acks": None if irc else sum(r["acks"] for r in collected),
+        **_rate_and_latency(delivered, seconds, latencies, cpu, wall),
+        "server_cpu_us_per_msg": round(cpu / delivered * 1e6, 2) if delivered else None,
+        "server_peak_rss_mb": round(rss, 1),
+        "server_start_s": round(server.start_seconds, 3),
+        "generator_cpu_pct": round(sum(r["cpu_seconds"] for r in collected) / wall * 100, 1)
+        if wall else 0.0,
+    }
+
+
+def workload_compare(args) -> List[Dict[str, Any]]:
+    targets, skipped = compare_targets(args.targets)
+    rows = []
+    for n in args.clients:
+        n += n % 2
+        messages = args.messages or default_messages(n)
+        runs: Dict[str, List[Dict[str, Any]]] = {t: [] for t in targets}
+        orders = []
+        for i in range(args.repeat):      # round i starts i targets further on
+            order = targets[i % len(targets):] + targets[:i % len(targets)] if targets else []
+            orders.append(order)
+            for target in order:
+                runs[target].append(run_compare(
+                    target, n, messages, args.window, args.size, workers=args.workers,
+                    label=f"{target} n={n} round {i + 1}", show=args.progress))
+        row: Dict[str, Any] = {
+            "workload": "compare", "clients": n, "messages_per_client": messages,
+            "window": args.window, "size": args.size, "repeat": args.repeat,
+            "workers": args.workers, "orders": orders, "skipped": skipped,
+            "targets": {}, "ratio_to_parallel_chat": {}, "runs_ratio_to_parallel_chat": {},
+            "parallel_chat_vs": {}}
+        for target in targets:
+            figures = _median_figures(runs[target])
+            figures["runs_msgs_per_s"] = [r["msgs_per_s"] for r in runs[target]]
+            row["targets"][target] = figures
+        if PARALLEL_CHAT in runs:   # each round's own ratio, then their median
+            base = [r["msgs_per_s"] for r in runs[PARALLEL_CHAT]]
+            for target in targets:
+                ratios = [round(r["msgs_per_s"] / b, 3) if b else None
+                          for r, b in zip(runs[target], base)]
+                inverse = [round(b / r["msgs_per_s"], 3) if r["msgs_per_s"] else None
+                           for r, b in zip(runs[target], base)]
+                known = [x for x in ratios if x is not None]
+                known_inverse = [x for x in inverse if x is not None]
+                row["runs_ratio_to_parallel_chat"][target] = ratios
+                row["ratio_to_parallel_chat"][target] = (
+                    round(statistics.median(known), 3) if known else None)
+                row["parallel_chat_vs"][target] = (
+                    round(statistics.median(known_inverse), 3) if known_inverse else None)
+        rows.append(row)
+    return rows
+
+
+def print_compare(rows: List[Dict[str, Any]]) -> None:
+    for r in rows:
+        print(f"\n  compare: {r['clients']} clients in pairs, {r['messages_per_client']:,} "
+              f"messages each, window {r['window']} (in flight until the partner has "
+              f"received it), {r['size']} chars; a fresh server per target and round, "
+              f"rounds interleaved; median of {r['repeat']} round(s)")
+        print(f"  {'target':<16}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+              f"{'srv CPU':>9}{'srv µs/msg':>11}{'srv RSS':>9}{'gen CPU':>9}"
+              f"{'vs parallel-chat':>18}")
+        for target, f in r["targets"].items():
+            ratio = r["ratio_to_parallel_chat"].get(target)
+            print(f"  {target:<16}{f['msgs_per_s']:>10,.0f}{f['p50_ms']:>9.2f}"
+                  f"{f['p99_ms']:>9.2f}{f['max_ms']:>9.1f}{f['server_cpu_pct']:>8.0f}%"
+                  f"{_us(f['server_cpu_us_per_msg']):>11}{f['server_peak_rss_mb']:>7.0f}MB"
+                  f"{f['generator_cpu_pct']:>8.0f}%"
+                  f"{'-' if ratio is None else f'{ratio:.2f}x':>18}")
+        for target, f in r["targets"].items():
+            if f["delivered"] != f["expected"]:
+                print(f"  note: {target}: {f['delivered']:,} delivered of {f['expected']:,}")
+        others = [(t, v) for t, v in r["parallel_chat_vs"].items()
+                  if t != PARALLEL_CHAT and v is not None]
+        if others:
+            print("  parallel-chat's msg/s over each (the median of the rounds' own ratios): "
+                  + ", ".join(f"{v:.2f}x {t}" for t, v in others))
+        if r["repeat"] > 1:
+            print("  rounds' msg/s: " + "; ".join(
+                f"{t} {_runs(f['runs_msgs_per_s'], 0)}" for t, f in r["targets"].items()))
+        for target, why in r["skipped"].items():
+            print(f"  {target}: {why}")
+
+
 # ---------------------------------------------------------------- report
 
 def print_table(report: Dict[str, Any]) -> None:
@@ -1304,12 +1707,13 @@ def print_table(report: Dict[str, Any]) -> None:
     if throughput:
         print()
         print(f"  {'workload':<22}{'clients':>8}{'window':>7}{'msg/s':>10}{'p50 ms':>9}"
-              f"{'p99 ms':>9}{'max ms':>9}{'srv CPU':>9}{'srv RSS':>9}{'gen CPU':>9}")
+              f"{'p99 ms':>9}{'max ms':>9}{'srv CPU':>9}{'srv µs/msg':>11}{'srv RSS':>9}"
+              f"{'gen CPU':>9}")
         for r in throughput:
             print(f"  {r['workload']:<22}{r['clients']:>8}{r['window']:>7}{r['msgs_per_s']:>10,.0f}"
                   f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['max_ms']:>9.1f}"
-                  f"{r['server_cpu_pct']:>8.0f}%{r['server_peak_rss_mb']:>7.0f}MB"
-                  f"{r['generator_cpu_pct']:>8.0f}%")
+                  f"{r['server_cpu_pct']:>8.0f}%{_us(r.get('server_cpu_us_per_msg')):>11}"
+                  f"{r['server_peak_rss_mb']:>7.0f}MB{r['generator_cpu_pct']:>8.0f}%")
     for r in report["results"]:
         if r["workload"] == "idle":
             print(f"\n  idle: {r['clients']} logged-in connections: server RSS "
@@ -1361,6 +1765,14 @@ def print_table(report: Dict[str, Any]) -> None:
     rooms = [r for r in report["results"] if r["workload"] == "rooms"]
     if rooms:
         print_rooms(rooms)
+    compared = [r for r in report["results"] if r["workload"] == "compare"]
+    if compared:
+        print_compare(compared)
+
+
+def _us(value: Optional[float]) -> str:
+    """A CPU cost per message in µs, or '-' when unknown (a server run with --host)."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _runs(values: List[float], decimals: int = 2) -> str:
@@ -1381,7 +1793,7 @@ def machine() -> str:
             f"{sys.platform}").replace("  ", " ")
 
 
-WORKLOADS = ["suite", "pairs", "open", "idle", "history", "growth", "rss", "rooms"]
+WORKLOADS = ["suite", "pairs", "open", "idle", "history", "growth", "rss", "rooms", "compare"]
 
 SUITE_DESCRIPTION = (
     "Benchmark a parallel-chat server with durability on. With no workload, runs the default "
@@ -1438,6 +1850,26 @@ WORKLOAD_DESCRIPTIONS = {
         "message to that of the M-1 DMs that reach the same recipients (the median of the "
         "runs' own ratios). Default -m: about 500,000 deliveries per phase. The server must "
         "speak protocol 2 (rooms)."),
+    "compare": (
+        "compare: parallel-chat against other servers on this machine, in the same run "
+        "(issue 10): the same pairs workload, the same load generator, for ratios. Targets "
+        "(--targets, default all that are available): parallel-chat (this project's server, "
+        "durability on, " + " ".join(SERVER_FLAGS) + "); asyncio-relay "
+        "(scripts/asyncio_relay.py: a plain asyncio relay speaking just enough of this "
+        "protocol, no disk); miniircd (the PyPI package, a Python select-loop IRC server, no "
+        "disk; driven over IRC: NICK/USER, then PRIVMSG to the partner; skipped when not "
+        "installed: pip install miniircd). For each -n N (default 2 and 100): N clients in "
+        "pairs, both members of a pair in one --workers process, each sending -m messages "
+        "to its partner (default about 40,000 in all) with at most --window (default 64) "
+        "in flight, a message being in flight until the partner has received it (the same "
+        "rule for every target: IRC has no acknowledgements). --repeat rounds (default 3), "
+        "interleaved: round 1 runs the targets in order, round 2 starts from the second, and "
+        "so on; every target gets a fresh server subprocess for every round (the same start "
+        "each time: parallel-chat's database does not grow from round to round). Reports "
+        "per target the medians of: msg/s counted at the recipients, latency p50/p99 from "
+        "send to receipt, the server's CPU (from /proc/PID/stat) as a share of the wall "
+        "time and in µs per delivered message, the generator's CPU; and each target's msg/s "
+        "over parallel-chat's, computed per round, then the median of the rounds' ratios."),
 }
 
 
@@ -1454,7 +1886,8 @@ def parse_args(argv: Optional[List[str]] = None):
                              "history latency and send rate; growth: sign-up, login and read "
                              "cost with many accounts; rss: server memory and start time with "
                              "many stored messages; rooms: room fan-out against the same "
-                             "deliveries as DMs")
+                             "deliveries as DMs; compare: the pairs workload against an "
+                             "asyncio relay and miniircd in the same run, for ratios")
     parser.add_argument("-n", "--clients", type=int, nargs="+", default=None,
                         help="client counts (pairs: one run per count; default 2 100)")
     parser.add_argument("-m", "--messages", type=int, default=None,
@@ -1464,7 +1897,8 @@ def parse_args(argv: Optional[List[str]] = None):
                              "bursts of DMs (default: about 500,000 deliveries per phase)")
     parser.add_argument("--window", type=int, default=64,
                         help="unacknowledged sends allowed per client (default 64; rooms: "
-                             "per sender, a burst of DMs counting as one)")
+                             "per sender, a burst of DMs counting as one; compare: messages "
+                             "in flight until the partner has received them)")
     parser.add_argument("--size", type=int, default=None,
                         help="message text characters (default 100; rss: 200)")
     parser.add_argument("--rate", type=float, default=0.0,
@@ -1474,8 +1908,9 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument("--preload", type=int, nargs="+", default=None,
                         help="history, rss: stored message counts, one row each (default: "
                              "history 10000 100000; rss 1000000)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per figure; the median is reported (default 1)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="runs per figure; the median is reported (default 1; compare: "
+                             "rounds, default 3, or 1 with --quick)")
     parser.add_argument("--workers", type=int, default=2,
                         help="load generator processes (default 2)")
     parser.add_argument("--host", help="benchmark a running server instead of starting one "
@@ -1506,7 +1941,14 @@ def parse_args(argv: Optional[List[str]] = None):
                             "100/M rounded, at least 1)")
     rooms.add_argument("--senders", type=int, default=1, metavar="S",
                        help="rooms: members of each room who send (default 1; see above)")
+    compare = parser.add_argument_group("compare options")
+    compare.add_argument("--targets", nargs="+", choices=COMPARE_TARGETS, default=None,
+                         metavar="TARGET",
+                         help="compare: the servers to run, of " + ", ".join(COMPARE_TARGETS)
+                              + " (default: all that are available)")
     args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 3 if args.workload == "compare" and not args.quick else 1
     if args.clients is None:
         args.clients = [1000] if args.workload == "idle" else [2, 100]
     if args.preload is None:
@@ -1531,6 +1973,10 @@ def parse_args(argv: Optional[List[str]] = None):
                      "--senders: at least 1")
     if args.users < 2 or args.samples < 1 or args.repeat < 1:
         parser.error("--users must be at least 2, --samples and --repeat at least 1")
+    if args.workload == "compare" and args.host:
+        parser.error("compare starts its own servers: no --host")
+    if args.workload == "compare" and not 20 <= args.size <= IRC_MAX_SIZE:
+        parser.error(f"--size: from 20 to {IRC_MAX_SIZE} for compare (an IRC line's limit)")
     if args.workload == "rss" and not 10 <= args.size <= p.MAX_TEXT_CHARS:
         parser.error(f"--size: from 10 to {p.MAX_TEXT_CHARS} for rss")
     args.messages_unloaded = 200 if args.quick else 2000
@@ -1550,6 +1996,9 @@ def run(args) -> Dict[str, Any]:
         return report
     if args.workload == "rss":
         report["results"] = workload_rss(args)
+        return report
+    if args.workload == "compare":
+        report["results"] = workload_compare(args)
         return report
     server = Server(host=args.host or "", port=args.port)
     try:

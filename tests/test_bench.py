@@ -106,7 +106,9 @@ def test_workload_help_explains_its_options():
     for workload, words in (("growth", ["--accounts", "--samples", "sign-up", "hash cost"]),
                             ("rss", ["--preload", "--users", "--size", "VmRSS"]),
                             ("rooms", ["--members", "--rooms", "--senders", "--window",
-                                       "fan-out", "DMs", "same run", "CPU"])):
+                                       "fan-out", "DMs", "same run", "CPU"]),
+                            ("compare", ["--targets", "--repeat", "--window", "asyncio-relay",
+                                         "miniircd", "same run", "interleaved", "µs"])):
         out = subprocess.run([str(ROOT / "scripts" / "bench"), workload, "--help"],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
@@ -165,3 +167,49 @@ def test_rooms_needs_a_server_with_rooms(monkeypatch):
     monkeypatch.setattr(bench, "sign_up", lambda address, names: None)
     with pytest.raises(RuntimeError, match="protocol 1.*unknown_op"):
         bench.rooms_setup(("127.0.0.1", 1), [("#r", ["a", "b"])])
+
+
+def test_compare_workload_at_tiny_size(capsys):
+    """Every target (parallel-chat, the asyncio relay, miniircd over IRC) delivers every
+    message of two pairs in each of two interleaved rounds, and has its ratio."""
+    assert bench.main(["compare", "-n", "4", "-m", "30", "--repeat", "2", "--window", "8",
+                       "--json", "--no-progress"]) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert [(r["workload"], r["clients"]) for r in rows] == [("compare", 4)]
+    row = rows[0]
+    assert row["skipped"] == {}, row["skipped"]   # miniircd is in the test extra
+    targets = list(bench.COMPARE_TARGETS)
+    assert list(row["targets"]) == targets
+    assert row["orders"] == [targets, targets[1:] + targets[:1]]   # rounds interleaved
+    for name, figures in row["targets"].items():
+        assert figures["target"] == name
+        assert figures["delivered"] == figures["expected"] == 4 * 30, name
+        assert len(figures["runs_msgs_per_s"]) == 2 and figures["msgs_per_s"] > 0
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+        assert figures["server_cpu_us_per_msg"] is not None
+        assert figures["acks"] == (None if name == "miniircd" else 4 * 30)
+        assert row["ratio_to_parallel_chat"][name] > 0
+        assert len(row["runs_ratio_to_parallel_chat"][name]) == 2
+    assert row["ratio_to_parallel_chat"]["parallel-chat"] == 1.0
+
+
+def test_compare_table_and_a_missing_target(monkeypatch, capsys):
+    """The table has every target and its ratio; a target that is not there is named."""
+    real = bench.compare_targets
+
+    def without_miniircd(requested):
+        targets, skipped = real([t for t in bench.COMPARE_TARGETS if t != "miniircd"])
+        return targets, dict(skipped, miniircd="not installed (pip install miniircd)")
+
+    monkeypatch.setattr(bench, "compare_targets", without_miniircd)
+    assert bench.main(["compare", "--quick", "-n", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "vs parallel-chat" in out and "srv µs/msg" in out
+    assert "  parallel-chat " in out and "  asyncio-relay " in out
+    assert "miniircd: not installed (pip install miniircd)" in out
+
+
+def test_pairs_report_server_cpu_per_message(capsys):
+    assert bench.main(["pairs", "-n", "2", "-m", "200", "--json", "--no-progress"]) == 0
+    row = json.loads(capsys.readouterr().out)["results"][0]
+    assert row["delivered"] == 400 and row["server_cpu_us_per_msg"] is not None
