@@ -116,6 +116,9 @@ class MessageJournal:
         self._cut_needed = False        # a failed batch's bytes may still be on disk
         self._backoff = BACKOFF_MIN
         self._retry_at = 0.0            # monotonic time before which sends are refused
+        #: Closing or backing off: a send must ask ``check_open`` and ``check_backoff``.
+        #: One attribute, so the usual send pays a single check (the lock is held).
+        self.refusing = False
         self._committer: Optional[threading.Thread] = None
 
     # ------------------------------------------------------------ opening and closing
@@ -187,6 +190,7 @@ class MessageJournal:
         """Commit what is pending and stop the committer; idempotent."""
         with self._lock:
             self._closing = True
+            self.refusing = True
         self._wake.set()
         if self._committer is not None:
             self._committer.join()
@@ -225,13 +229,6 @@ class MessageJournal:
         self.lengths.append(len(body))
         self.unwritten[msg_id] = body
         self.last_id = msg_id
-
-    @property
-    def refusing(self) -> bool:
-        """Whether a send must be refused now (closing, or backing off): one attribute
-        check per message in the usual case, the reason from ``check_open`` and
-        ``check_backoff``."""
-        return self._closing or bool(self._retry_at)
 
     def wake(self) -> None:
         """Tell the committer that lines were queued outside its round (``append``)."""
@@ -356,6 +353,7 @@ class MessageJournal:
             self.commits += 1
             self.committed_bytes += size
             self._backoff, self._retry_at = BACKOFF_MIN, 0.0
+            self.refusing = self._closing
             self._durable.notify_all()
         deque(map(self.unwritten.pop, range(first, upto + 1)), maxlen=0)   # C speed
         self._notify_listeners(upto, None)
@@ -385,6 +383,7 @@ class MessageJournal:
                 del self.unwritten[entry.msg_id]
             self.lost_count += len(failed)
             self._retry_at = self._monotonic() + self._backoff
+            self.refusing = True
             backoff, self._backoff = self._backoff, min(self._backoff * 2, BACKOFF_MAX)
             self._durable.notify_all()
         log.error("could not store messages %d..%d in %s (%s); they are lost, and sends are "
