@@ -11,11 +11,14 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 import threading
 from pathlib import Path
 from typing import List, Optional, Tuple
+
+from chat import __version__  # the package root: a constant, no part
 
 from . import protocol as p
 from .auth import DEFAULT_HASH_COST, HashParams
@@ -26,6 +29,25 @@ from .store import StoreCorrupt
 log = logging.getLogger("chat.server")
 
 
+def port_number(text: str) -> int:
+    """``--port``: 0 (a free one) to 65535, said in words rather than a traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {text!r}")
+    return port
+
+
+def not_a_folder(db: Path) -> Optional[Path]:
+    """The first of ``db`` and its parents that exists but is not a folder, if any."""
+    for path in (db, *db.parents):
+        if path.exists() or path.is_symlink():
+            return None if path.is_dir() else path
+    return None
+
+
 def parse_args(argv: Optional[List[str]] = None) -> Tuple[ServerConfig, str]:
     parser = argparse.ArgumentParser(
         prog="chat-server",
@@ -33,7 +55,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Tuple[ServerConfig, str]:
                     "stored durably in a JSON database folder.")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0: all interfaces)")
-    parser.add_argument("--port", type=int, default=p.DEFAULT_PORT,
+    parser.add_argument("--port", type=port_number, default=p.DEFAULT_PORT,
                         help=f"TCP port (default {p.DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--db", type=Path, default=Path("db"),
                         help="database folder, created if missing (default ./db)")
@@ -44,6 +66,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Tuple[ServerConfig, str]:
                              "only for tests and benchmarks: it weakens stored passwords")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate: serve TLS (1.2 or newer)")
     parser.add_argument("--tls-key", type=Path, help="PEM private key, if not in --tls-cert")
+    parser.add_argument("--version", action="version", version=f"parallel-chat {__version__}")
     limits = parser.add_argument_group("limits")
     d = ServerConfig()
     limits.add_argument("--max-connections", type=int, default=d.max_connections,
@@ -86,6 +109,10 @@ def parse_args(argv: Optional[List[str]] = None) -> Tuple[ServerConfig, str]:
     args = parser.parse_args(argv)
     if bool(args.tls_key) and not args.tls_cert:
         parser.error("--tls-key needs --tls-cert")
+    blocker = not_a_folder(args.db)
+    if blocker is not None:
+        parser.error(f"argument --db: {blocker} is not a folder" if blocker == args.db else
+                     f"argument --db: {blocker} is not a folder, so {args.db} cannot be one")
     try:
         HashParams.from_cost(args.hash_cost)
     except ValueError as exc:
@@ -130,6 +157,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         server = ChatServer(config)
     except DatabaseLocked as exc:
         log.error("cannot start: %s", exc)
+        return 1
+    except socket.gaierror as exc:   # before OSError, of which it is one
+        log.error("cannot start: --host %r does not resolve to an address (%s)",
+                  config.host, exc.strerror or exc)
         return 1
     except StoreCorrupt as exc:
         log.error("cannot open the database: %s", exc)

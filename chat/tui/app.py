@@ -14,9 +14,12 @@ import getpass
 import locale
 import os
 import queue
+import socket
 import sys
 import time
 from typing import Callable, List, Optional, Sequence
+
+from chat import __version__  # the package root: a constant, no part
 
 from .. import protocol as p
 from ..client import ChatClient
@@ -727,24 +730,52 @@ def login_screen(reader: KeyReader, form: LoginForm, colors: panes.Colors) -> Op
                     return name
 
 
+def port_number(text: str) -> int:
+    """``--port``: 1 to 65535, said in words rather than a traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, not {text!r}")
+    return port
+
+
+def unresolvable(host: str, port: int) -> Optional[str]:
+    """Why ``host`` names no address to connect to (None if it resolves):
+    a name that does not resolve is no reason to ask whether the server is running."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"{host!r} does not resolve to an address ({exc.strerror or exc})"
+    except UnicodeError as exc:      # e.g. an empty label in an IDNA name
+        return f"{host!r} is not a valid host name ({exc})"
+    return None
+
+
 def parse_args(argv: Optional[List[str]] = None):
     parser = argparse.ArgumentParser(
         prog="chat-client",
         description="parallel-chat terminal client: split panes for users, who is online "
                     "and messages; keys and slash commands (/help inside).")
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=p.DEFAULT_PORT,
+    parser.add_argument("--port", type=port_number, default=p.DEFAULT_PORT,
                         help=f"server port (default {p.DEFAULT_PORT})")
     parser.add_argument("--user", help="log in as USER: only the password is asked "
                                        "(CHAT_PASSWORD in the environment skips that too)")
     parser.add_argument("--no-beep", action="store_true", help="no bell on new messages")
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--tls-ca", help="CA certificate (PEM) to trust, e.g. a self-signed one")
+    parser.add_argument("--version", action="version", version=f"parallel-chat {__version__}")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    problem = unresolvable(args.host, args.port)
+    if problem is not None:
+        print(f"chat-client: cannot connect: {problem}", file=sys.stderr)
+        return 1
     locale.setlocale(locale.LC_ALL, "")
     password = None
     if args.user:
