@@ -49,6 +49,11 @@ DISK_LOST = "the server could not store the message (disk error); it was not sen
 #: After a failed journal write, sends are refused for this long, doubling up to the
 #: maximum while the disk keeps failing; a successful write starts again at the minimum.
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 8.0
+#: A round takes whole batches from the intake until they hold this many sends; the rest
+#: wait for the next round. Under a flood (a thousand busy connections) this keeps a round
+#: to tens of milliseconds, so acknowledgements flow out while the rest is stored, instead
+#: of every sender waiting for one round of everything in flight.
+ROUND_SENDS = 1024
 #: Where a message's body is, by id - 1: its offset in the journal, or one of these.
 UNWRITTEN, LOST = -1, -2
 
@@ -279,14 +284,20 @@ class MessageJournal:
 
     # ------------------------------------------------------------ the committer
 
-    def _take_intake(self) -> List[Submitted]:
+    def _take_intake(self, limit: Optional[int] = None) -> List[Submitted]:
+        """The batches waiting on the intake, oldest first: all of them, or (``limit``)
+        whole batches until they hold that many sends."""
         taken: List[Submitted] = []
         pop = self._intake.popleft
-        while True:
+        sends = 0
+        while limit is None or sends < limit:
             try:
-                taken.append(pop())
+                batch = pop()
             except IndexError:
-                return taken
+                break
+            taken.append(batch)
+            sends += len(batch[1])
+        return taken
 
     def _answer_intake(self) -> None:
         """Answer what is on the intake once the committer is gone (the store is
@@ -304,10 +315,10 @@ class MessageJournal:
         assert handle is not None
         wake = self._wake
         while True:
-            if not self._closing:
+            if not self._closing and not self._intake:
                 wake.wait()
                 wake.clear()    # before taking the intake: a later submit sets it again
-            taken = self._take_intake()
+            taken = self._take_intake(ROUND_SENDS)
             with self._lock:
                 outcomes = self._admit(taken) if taken and self._admit is not None else []
                 batch, self._pending = self._pending, []
