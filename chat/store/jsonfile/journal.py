@@ -33,7 +33,7 @@ import threading
 from array import array
 from collections import deque
 from itertools import accumulate
-from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ... import protocol as p
 from ..contract import DurableListener, StoreCorrupt
@@ -68,16 +68,9 @@ Admit = Callable[[List[Submitted]], List[List[Any]]]
 RoundDone = Callable[[List[Submitted], List[List[Any]], Optional[range]], None]
 
 
-class Queued(NamedTuple):
-    """A message appended but not yet durable."""
-
-    msg_id: int
-    line: bytes
-    body: str
-    undo: Any            # what the store needs to take it back out of its indexes
-
-
-_new_queued = tuple.__new__
+#: Told of each message of a failed write, newest first: its id, and what the store
+#: queued with it to take it back out of its indexes.
+OnLost = Callable[[int, Any], None]
 
 
 class MessageJournal:
@@ -88,7 +81,7 @@ class MessageJournal:
     """
 
     def __init__(self, path: str, files: FileLayer, lock: threading.Lock,
-                 monotonic: Callable[[], float], on_lost: Callable[[Queued], None]) -> None:
+                 monotonic: Callable[[], float], on_lost: OnLost) -> None:
         self.path = path
         self._files = files
         self._lock = lock
@@ -103,7 +96,10 @@ class MessageJournal:
         self.last_id = 0
         self.durable_id = 0
 
-        self._pending: List[Queued] = []
+        # Queued, not yet written: the lines of ids last_id - len + 1 .. last_id (ids are
+        # contiguous: a failed write burns everything pending), and each one's undo.
+        self._lines: List[bytes] = []
+        self._undos: List[Any] = []
         self._intake: Deque[Submitted] = deque()   # submitted batches, not yet admitted
         self._wake = threading.Event()             # the committer: there is work
         self._admit: Optional[Admit] = None
@@ -227,9 +223,10 @@ class MessageJournal:
 
     def queue(self, msg_id: int, line: bytes, body: str, undo: Any) -> None:
         """Queue the next message (``msg_id`` is ``last_id + 1``) for the committer; a
-        caller other than the committer's own round then calls ``wake``. (This runs
-        once per message: the Queued tuple is made without NamedTuple's Python ``__new__``.)"""
-        self._pending.append(_new_queued(Queued, (msg_id, line, body, undo)))
+        caller other than the committer's own round then calls ``wake``. ``undo`` is
+        what ``on_lost`` gets back if the write fails."""
+        self._lines.append(line)
+        self._undos.append(undo)
         self.where.append(UNWRITTEN)
         self.lengths.append(len(body))
         self.unwritten[msg_id] = body
@@ -280,7 +277,7 @@ class MessageJournal:
         return 1 <= msg_id <= self.last_id and self.where[msg_id - 1] == LOST
 
     def pending_count(self) -> int:
-        return len(self._pending)
+        return len(self._lines)
 
     # ------------------------------------------------------------ the committer
 
@@ -321,10 +318,13 @@ class MessageJournal:
             taken = self._take_intake(ROUND_SENDS)
             with self._lock:
                 outcomes = self._admit(taken) if taken and self._admit is not None else []
-                batch, self._pending = self._pending, []
+                lines, undos = self._lines, self._undos
+                if lines:
+                    self._lines, self._undos = [], []
+                first = self.last_id - len(lines) + 1
             failed = None
-            if batch:
-                data = b"".join([queued.line for queued in batch])
+            if lines:
+                data = b"".join(lines)
                 try:
                     if self._cut_needed:   # never append after a failed batch's leftovers
                         self._files.truncate(self.path, self._size)
@@ -332,18 +332,18 @@ class MessageJournal:
                     handle.write(data)
                     handle.sync()
                 except Exception as exc:  # the thread must not die silently: waiters would hang
-                    failed = self._batch_failed(batch, exc)
+                    failed = self._batch_failed(first, undos, exc)
                 else:
-                    self._batch_stored(batch, len(data))
+                    self._batch_stored(first, lines, len(data))
             if taken and self._round_done is not None:
                 try:
                     self._round_done(taken, outcomes, failed)
                 except Exception:
                     log.exception("delivering a round of %d batches failed", len(taken))
-            if self._closing and not batch and not taken:
+            if self._closing and not lines and not taken:
                 return
 
-    def _batch_stored(self, batch: List[Queued], size: int) -> None:
+    def _batch_stored(self, first: int, lines: List[bytes], size: int) -> None:
         """Record where the batch's bodies now are, and that they are durable.
 
         The batch's ids are contiguous (a failed batch burns all that was
@@ -353,9 +353,8 @@ class MessageJournal:
         held in memory are dropped after the lock is released; a reader who
         still finds one there gets the same text.
         """
-        first, upto = batch[0].msg_id, batch[-1].msg_id
-        offsets = array("q", accumulate([len(queued.line) for queued in batch],
-                                        initial=self._size + BODY_START))
+        upto = first + len(lines) - 1
+        offsets = array("q", accumulate(map(len, lines), initial=self._size + BODY_START))
         del offsets[-1]   # the end of the last line, not the start of a body
         with self._lock:
             self.where[first - 1:upto] = offsets   # the bodies are on disk: read them there
@@ -369,7 +368,7 @@ class MessageJournal:
         deque(map(self.unwritten.pop, range(first, upto + 1)), maxlen=0)   # C speed
         self._notify_listeners(upto, None)
 
-    def _batch_failed(self, batch: List[Queued], exc: BaseException) -> range:
+    def _batch_failed(self, first: int, undos: List[Any], exc: BaseException) -> range:
         """A write or fsync failed (a full disk, say): give up on the batch, not the store.
 
         The journal is cut back to its durable size, so nothing half written
@@ -386,12 +385,13 @@ class MessageJournal:
             log.error("could not cut %s back to %d bytes (retried before the next write): %s",
                       self.path, self._size, cut_exc)
         with self._lock:
-            queued, self._pending = batch + self._pending, []
-            failed = range(queued[0].msg_id, queued[-1].msg_id + 1)
-            for entry in reversed(queued):     # newest first: each index pops its last id
-                self._on_lost(entry)
-                self.where[entry.msg_id - 1] = LOST
-                del self.unwritten[entry.msg_id]
+            undos = undos + self._undos       # and whatever was queued behind the batch
+            self._lines, self._undos = [], []
+            failed = range(first, first + len(undos))
+            for msg_id, undo in zip(reversed(failed), reversed(undos)):   # newest first:
+                self._on_lost(msg_id, undo)                             # each index pops
+                self.where[msg_id - 1] = LOST
+                del self.unwritten[msg_id]
             self.lost_count += len(failed)
             self._retry_at = self._monotonic() + self._backoff
             self.refusing = True

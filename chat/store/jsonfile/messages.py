@@ -19,7 +19,7 @@ from ...protocol import message_json
 from ..contract import BatchListener
 from .bodies import BodyCache
 from .indexes import Indexes, Replay, Route, contains, page, take_newest
-from .journal import DISK_LOST, MessageJournal, Queued, Submitted
+from .journal import DISK_LOST, MessageJournal, Submitted
 from .nonces import NonceBook
 from .records import message_line, nonce_json
 from .state import AccountState, room_conv
@@ -221,12 +221,12 @@ class Messages:
         tkey = p.user_key(to)
         return tkey, trec.name, self._index.route(skey, tkey)
 
-    def unfile(self, queued: Queued) -> None:
+    def unfile(self, msg_id: int, undo: Any) -> None:
         """Take a lost message back out of every index (the journal's ``on_lost``)."""
-        route, skey, size, had_nonce = queued.undo    # as ``_queue`` made it
-        self._index.unfile(queued.msg_id, route, skey, size)
+        route, skey, size, had_nonce = undo    # as ``_append_locked`` queued it
+        self._index.unfile(msg_id, route, skey, size)
         if had_nonce:
-            self._nonces.forget_last(skey, queued.msg_id)
+            self._nonces.forget_last(skey, msg_id)
 
     # ------------------------------------------------------------ visibility
 

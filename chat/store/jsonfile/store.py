@@ -18,7 +18,7 @@ from ..fileio import FileLayer, FolderLock, OsFileLayer
 from .accounts import AccountJournal
 from .bodies import CACHE_BYTES, BodyCache
 from .indexes import Indexes, newest
-from .journal import MessageJournal, Queued
+from .journal import MessageJournal
 from .messages import Messages
 from .names import NameBook
 from .records import ACCOUNTS_FILE, JOURNAL_FILE, USERS_FILE
@@ -89,8 +89,8 @@ class Store:
         self._journal.open()
         self._files.fsync_dir(self.directory)  # the journals' entries, if just created
 
-    def _unfile(self, queued: Queued) -> None:
-        self._messages.unfile(queued)
+    def _unfile(self, msg_id: int, undo: Any) -> None:
+        self._messages.unfile(msg_id, undo)
 
     def _close_files(self) -> None:
         self._accounts.close()
