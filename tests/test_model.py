@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -283,6 +284,16 @@ class ChatModel(RuleBasedStateMachine):
         self.conns[c].close()
         self.conns[c] = RawConn(self.server.address)
         self.logged_in[c] = None
+        self.wait_for_presence()
+
+    def wait_for_presence(self) -> None:
+        """A closed connection is noticed by its handler thread in its own time: wait
+        until the server's sessions are the model's before anyone asks who is online
+        (a slow machine once answered with the old session still there)."""
+        expected = {p.user_key(name) for name in self.logged_in if name}
+        deadline = time.monotonic() + 10
+        while self.server.online_keys() != expected and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     @precondition(lambda self: bool(self.accounts))
     @rule()
