@@ -55,6 +55,11 @@ class RoomInfo:
                    int(obj["mentions"]))
 
 
+class ServerUnreachable(ConnectionError):
+    """Nothing answered at the address: the connection was refused or timed out, the
+    usual sign that no server is running there (unlike a name that does not resolve)."""
+
+
 #: The protocol versions this library speaks (version 2 adds rooms and more to 1).
 SUPPORTED_PROTOCOLS = (1, 2)
 
@@ -129,6 +134,12 @@ class ChatClient:
     def _open(self):
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except socket.gaierror as exc:
+            raise ConnectionError(f"cannot reach {self.host}:{self.port}: {self.host!r} does "
+                                  f"not resolve to an address ({exc.strerror or exc})") from None
+        except (ConnectionRefusedError, TimeoutError, socket.timeout) as exc:
+            raise ServerUnreachable(f"cannot reach {self.host}:{self.port}: "
+                                    f"{exc.strerror or exc or 'timed out'}") from None
         except OSError as exc:
             raise ConnectionError(f"cannot reach {self.host}:{self.port}: "
                                   f"{exc.strerror or exc}") from None

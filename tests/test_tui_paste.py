@@ -365,6 +365,8 @@ def test_the_reviewers_paste_never_reaches_the_shell(chat_server, terminals, tmp
     term.wait_for("Sent to alice.")
     assert [m["text"] for m in alice.all_history()] == [text.rstrip("\n")]
     term.line("/quit")
+    term.wait_for("Quit parallel-chat?")
+    term.type("y")
     term.wait_raw(b"\x1b[?1049l")
     term.shell_ran_everything()
     assert not pwned.exists()

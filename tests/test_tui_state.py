@@ -68,13 +68,13 @@ def test_tab_completes_user_names():
 
 def test_message_from_someone_else_counts_unread_and_beeps(state):
     assert state.on_message(msg(1, "Bob", "alice")) is True
-    assert state.users["bob"].unread == 1
+    assert state.convs.get("bob").unread == 1
     assert state.on_message(msg(1, "Bob", "alice")) is False  # the same message again
     assert state.on_message(msg(2, "alice", "Bob")) is False  # my own: no beep
     state.open_conversation("bob")
-    assert state.peer == "Bob" and state.users["bob"].unread == 0
+    assert state.peer == "Bob" and state.convs.get("bob").unread == 0
     assert state.on_message(msg(3, "Bob", "alice")) is True
-    assert state.users["bob"].unread == 0  # on screen: not unread
+    assert state.convs.get("bob").unread == 0  # on screen: not unread
     assert state.unread_to_mark() == ("Bob", 3)
 
 
@@ -102,20 +102,20 @@ def test_presence_and_signup_events(state):
 
 def test_focus_cycles(state):
     seen = []
-    for _ in range(4):
+    for _ in range(3):
         state.cycle_focus()
         seen.append(state.focus)
-    assert seen == ["users", "online", "messages", "input"]
+    assert seen == ["conversations", "messages", "input"]
 
 
 @pytest.mark.parametrize("h, w", [(MIN_HEIGHT, MIN_WIDTH), (24, 80), (50, 200), (10, 41)])
 def test_layout_fits_the_terminal(h, w):
     layout = compute_layout(h, w)
     assert layout is not None
-    for rect in (layout.users, layout.online, layout.messages, layout.input, layout.status):
+    for rect in (layout.conversations, layout.messages, layout.input, layout.status):
         assert rect.y >= 0 and rect.x >= 0 and rect.h >= 1 and rect.w >= 1
         assert rect.y + rect.h <= h and rect.x + rect.w <= w
-    assert layout.users.h + layout.online.h == h - 2
+    assert layout.conversations.h == h - 2   # the whole height: no Users/Online halves
 
 
 @pytest.mark.parametrize("h, w", [(MIN_HEIGHT - 1, 80), (24, MIN_WIDTH - 1), (1, 1)])

@@ -17,32 +17,33 @@ import queue
 import socket
 import sys
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from chat import __version__  # the package root: a constant, no part
 
 from .. import protocol as p
-from ..client import ChatClient
+from ..client import ChatClient, ServerUnreachable
 from . import panes
-from .keys import Event, InputDecoder, Key, KeyReader, Paste
-from .state import (
+from .commands import (
+    KEY_HELP,
     MENU_ITEMS,
-    ChatState,
+    Command,
     CommandError,
-    InputLine,
-    RateLimit,
-    clean_paste,
+    help_for,
+    help_lines,
     parse_command,
 )
+from .conversations import peer_of
+from .keys import Event, InputDecoder, Key, KeyReader, Paste
+from .rooms import RoomCommands
+from .state import ChatState, InputLine, RateLimit, clean_paste
 from .terminal import TerminalGuard, guarded, suspendable
-from .text import sanitize
+from .text import is_text, sanitize, wrap_text
 
 CTRL = {ch: ord(ch) - 0x60 for ch in "abcdefghijklmnopqrstuvwxyz"}
 ESC = 27
 ENTER_KEYS = (10, 13, curses.KEY_ENTER)
 BACKSPACE_KEYS = (curses.KEY_BACKSPACE, 127, 8)
-FKEYS = {curses.KEY_F1: 0, curses.KEY_F2: 1, curses.KEY_F3: 2, curses.KEY_F4: 3,
-         curses.KEY_F5: 4, curses.KEY_F6: 5}
 #: At most one bell in this many seconds, however fast messages come.
 BELL_INTERVAL = 2.0
 #: The longest wait for a key; the event queue is drained at least this often.
@@ -107,8 +108,9 @@ class LoginForm:
                 cursor = (y, 13 + min(len(shown), max(0, width - 15)))
         mode = "[ Sign up ]  log in" if self.signup else "[ Log in ]  sign up"
         panes.put(win, 4 + 2 * len(self.order()), 2, mode + "   (F2 / Ctrl-N switches)")
-        panes.put(win, 6 + 2 * len(self.order()), 2, sanitize(self.message),
-                  colors.error if self.error else colors.dim)
+        top = 6 + 2 * len(self.order())
+        for i, row in enumerate(wrap_text(sanitize(self.message), max(10, width - 4))[:3]):
+            panes.put(win, top + i, 2, row, colors.error if self.error else colors.dim)
         panes.put(win, height - 1, 0, "Esc or Ctrl-C quits", colors.dim)
         try:
             win.move(*cursor)
@@ -132,7 +134,7 @@ class LoginForm:
             self.fields[self.field] = ""
         elif ch in ENTER_KEYS:
             return self.submit()
-        elif isinstance(ch, str) and ch.isprintable():
+        elif isinstance(ch, str) and is_text(ch):
             self.fields[self.field] += ch
         return None
 
@@ -167,11 +169,20 @@ class LoginForm:
         except p.ChatError as exc:
             self.fail(login_error_text(exc))
         except (ConnectionError, TimeoutError) as exc:
-            self.fail(f"{exc}. Is the server running? Press Enter to try again.")
+            self.fail(connection_error_text(exc))
         return None
 
     def fail(self, text: str) -> None:
         self.message, self.error = text, True
+
+
+def connection_error_text(exc: Exception) -> str:
+    """Why logging in could not reach the server. "Is the server running?" only where
+    that is the likely answer: nothing listening (refused) or no answer in time; a name
+    that does not resolve or a peer that is not a chat server is said as it is."""
+    hint = " Is the server running?" if isinstance(exc, (ServerUnreachable, TimeoutError)) else ""
+    text = str(exc)
+    return f"{text[:1].upper()}{text[1:]}.{hint} Press Enter to try again."
 
 
 def login_error_text(exc: p.ChatError) -> str:
@@ -187,7 +198,20 @@ def login_error_text(exc: p.ChatError) -> str:
 
 # ---------------------------------------------------------------- main screen
 
-class ChatApp:
+#: Keys that do the same wherever the focus is (unless an overlay has it): key → action.
+GLOBAL_KEYS = {
+    curses.KEY_F1: "help", curses.KEY_F2: "users", curses.KEY_F10: "menu", CTRL["o"]: "menu",
+    CTRL["p"]: "previous", CTRL["n"]: "next", curses.KEY_BTAB: "focus_back",
+    curses.KEY_PPAGE: "page_up", curses.KEY_NPAGE: "page_down",
+}
+#: Alt-x arrives as Esc then x: x → action (the digits go to conversations by number).
+ALT_KEYS = {"a": "activity", "m": "menu", **{str(n): f"goto {n}" for n in range(1, 10)},
+            "0": "goto 10"}
+#: An Esc older than this is not an Alt prefix: a digit typed later is just a digit.
+ESC_PREFIX_SECONDS = 0.5
+
+
+class ChatApp(RoomCommands):
     """The main screen: panes, keys, slash commands, events."""
 
     def __init__(self, win, client: ChatClient, server: str, beep: bool,
@@ -198,26 +222,55 @@ class ChatApp:
         self.state = ChatState(client.username or "?", server, beep)
         self.line = InputLine()
         self.colors = panes.Colors()
-        self.panes = (panes.UsersPane(), panes.OnlinePane(), panes.MessagesPane())
+        self.conversations_pane = panes.ConversationsPane()
+        self.messages_pane = panes.MessagesPane()
         self.input_pane = panes.InputPane()
         self.status_bar = panes.StatusBar()
         self.quit = False
         self.bell = RateLimit(BELL_INTERVAL)
         self.decoder = InputDecoder()
-        self._esc = False
+        self._esc: Optional[float] = None      # when a lone Esc came (an Alt prefix)
+        self.events: Dict[str, Callable[[dict], None]] = {
+            "message": self.on_message_event, "presence": self.on_presence_event,
+            "signup": lambda ev: self.state.on_signup(str(ev.get("username"))),
+            "connection": self.on_connection_event, "error": self.on_error_event,
+            "join": self.on_join_event, "leave": self.on_leave_event,
+            "topic": self.on_topic_event, "invited": self.on_invited_event,
+            "room": self.on_room_event, "read": self.on_read_event,
+        }
+        self.commands: Dict[str, Callable[[Command], bool]] = {
+            "say": self.cmd_say, "msg": self.cmd_msg, "open": self.cmd_open,
+            "reply": lambda cmd: self.reply(cmd.text), "join": self.cmd_join,
+            "part": self.cmd_part, "create": self.cmd_create, "invite": self.cmd_invite,
+            "topic": self.cmd_topic, "help": self.cmd_help,
+        }
+        self.actions: Dict[str, Callable[[], object]] = {
+            "users": lambda: self.show_users(False), "online": lambda: self.show_users(True),
+            "rooms": self.show_rooms, "members": self.show_members,
+            "all": lambda: self.open(None), "compose": self.compose,
+            "reply": self.start_reply, "beep": self.toggle_beep, "help": self.show_help,
+            "logout": lambda: self.state.ask("logout"), "quit": lambda: self.state.ask("quit"),
+            "menu": self.open_menu, "previous": lambda: self.step(-1),
+            "next": lambda: self.step(1), "activity": self.next_active,
+            "focus_back": lambda: self.state.cycle_focus(-1),
+            "page_up": lambda: self.state.scroll_by(self.page()),
+            "page_down": lambda: self.state.scroll_by(-self.page()),
+        }
 
     # ------------------------------------------------------------ data
 
     def load(self) -> None:
-        """Fetch the user list and the newest messages (after login and reconnects)."""
+        """Fetch users, rooms and the newest messages (after login and reconnects)."""
+        state = self.state
         try:
-            self.state.set_users([(u.username, u.online, u.unread) for u in self.client.users()])
-            self.state.add_messages(self.client.history(limit=p.MAX_HISTORY_LIMIT))
-            if self.state.peer:
-                self.state.add_messages(self.client.history(with_user=self.state.peer,
-                                                            limit=p.MAX_HISTORY_LIMIT))
+            state.set_users([(u.username, u.online, u.unread) for u in self.client.users()])
+            self.load_rooms()
+            state.add_messages(self.client.history(limit=p.MAX_HISTORY_LIMIT))
+            if state.peer:
+                state.add_messages(self.client.history(with_user=state.peer,
+                                                       limit=p.MAX_HISTORY_LIMIT))
         except (p.ChatError, ConnectionError, TimeoutError) as exc:
-            self.state.set_status(f"Could not load: {sanitize(str(exc))}", error=True)
+            state.set_status(f"Could not load: {sanitize(str(exc))}", error=True)
 
     def mark_read(self) -> None:
         target = self.state.unread_to_mark()
@@ -238,118 +291,176 @@ class ChatApp:
             changed = True
             self.on_event(ev)
 
-    def on_event(self, ev: dict) -> None:
-        kind = ev.get("event")
-        state = self.state
-        if kind == "message":
-            try:
-                msg = p.Message.from_dict(ev.get("message"))
-            except p.ChatError:
-                return
-            if state.on_message(msg):
-                if state.beep and self.bell.allow():
-                    notify(True)
-                if state.is_open(msg.sender):
-                    self.mark_read()
-                else:
-                    state.set_status(f"New message from {sanitize(msg.sender)}")
-        elif kind == "presence":
-            state.on_presence(str(ev.get("username")), bool(ev.get("online")))
-        elif kind == "signup":
-            state.on_signup(str(ev.get("username")))
-        elif kind == "connection":
-            what = ev.get("state")
-            if what == "reconnecting":
-                state.connection = "reconnecting…"
-                state.set_status(f"Connection lost ({sanitize(str(ev.get('error')))}); "
-                                 "reconnecting…", error=True)
-            elif what == "resumed":
-                state.connection = "connected"
-                self.load()
-                state.set_status("Reconnected.")
-            elif what == "disconnected":
-                state.connection = "disconnected"
-                state.set_status(f"Disconnected: {sanitize(str(ev.get('error')))}", error=True)
-        elif kind == "error":
-            state.set_status(f"Server: {sanitize(str(ev.get('message')))}", error=True)
+    # ------------------------------------------------------------ events
 
-    # ------------------------------------------------------------ actions
+    def on_event(self, ev: dict) -> None:
+        handler = self.events.get(str(ev.get("event")))
+        if handler is not None:
+            handler(ev)
+
+    def on_message_event(self, ev: dict) -> None:
+        state = self.state
+        try:
+            msg = p.Message.from_dict(ev.get("message"))
+        except p.ChatError:
+            return
+        if msg.id in state.messages:
+            return
+        ring = state.on_message(msg)             # direct messages and mentions only
+        where = peer_of(msg, state.me)
+        if state.is_open(where):
+            if p.user_key(msg.sender) != p.user_key(state.me):
+                self.mark_read()                 # on screen: read, every room message too
+        elif ring:
+            state.set_status(f"{sanitize(msg.sender)} mentioned you in {sanitize(where)}."
+                             if p.is_room(where) else f"New message from {sanitize(msg.sender)}")
+        if ring and state.beep and self.bell.allow():
+            notify(True)
+
+    def on_presence_event(self, ev: dict) -> None:
+        self.state.on_presence(str(ev.get("username")), bool(ev.get("online")))
+
+    def on_connection_event(self, ev: dict) -> None:
+        state, what = self.state, ev.get("state")
+        if what == "reconnecting":
+            state.connection = "reconnecting…"
+            state.set_status(f"Connection lost ({sanitize(str(ev.get('error')))}); "
+                             "reconnecting…", error=True)
+        elif what == "resumed":
+            state.connection = "connected"
+            self.load()
+            state.set_status("Reconnected.")
+        elif what == "disconnected":
+            state.connection = "disconnected"
+            state.set_status(f"Disconnected: {sanitize(str(ev.get('error')))}", error=True)
+
+    def on_error_event(self, ev: dict) -> None:
+        self.state.set_status(f"Server: {sanitize(str(ev.get('message')))}", error=True)
+
+    def on_read_event(self, ev: dict) -> None:
+        upto = ev.get("upto")
+        if isinstance(upto, int):
+            self.state.on_read(str(ev.get("with")), upto)
+
+    # ------------------------------------------------------------ commands
 
     def run_line(self) -> None:
+        """Run the typed line; a command that fails leaves the line as typed, to fix."""
         raw = self.line.take()
         if not raw.strip():
             return
         try:
             cmd = parse_command(raw)
         except CommandError as exc:
-            self.state.set_status(str(exc), error=True)
+            self.fail(str(exc))
+            self.line.set(raw)
             return
-        state = self.state
-        if cmd.name == "say":
-            if state.peer is None:
-                state.set_status("No conversation open: /msg USER TEXT, or pick a user "
-                                 "and press Enter.", error=True)
-                self.line.set(raw)
-                return
-            self.send(state.peer, cmd.text)
-        elif cmd.name == "msg":
-            name = state.canonical(cmd.args[0])
-            if name is None:
-                state.set_status(f"No user {sanitize(cmd.args[0])!r}.", error=True)
-                return
-            self.open(name)
-            self.send(name, cmd.text)
-        elif cmd.name == "open":
-            self.action("open", cmd.args[0])
-        elif cmd.name == "reply":
-            self.reply(cmd.text)
-        else:
-            self.action(cmd.name)
+        handler = self.commands.get(cmd.name)
+        ok = handler(cmd) if handler else self.action(cmd.name) is not False
+        if ok is False and not self.line.text:
+            self.line.set(raw)
 
-    def action(self, name: str, arg: Optional[str] = None) -> None:
+    def cmd_say(self, cmd: Command) -> bool:
+        if self.state.peer is None:
+            return self.fail("No conversation open: /msg USER TEXT, Alt-1…9, or F2 to "
+                             "pick a user.")
+        return self.send(self.state.peer, cmd.text)
+
+    def cmd_msg(self, cmd: Command) -> bool:
+        name = self.state.canonical(cmd.args[0])
+        if name is None:
+            return self.fail(f"No user {sanitize(cmd.args[0])!r}.")
+        self.open(name)
+        return self.send(name, cmd.text)
+
+    def cmd_open(self, cmd: Command) -> bool:
+        name = self.state.canonical(cmd.args[0])
+        if name is None:
+            what = "You are not in" if p.is_room(cmd.args[0]) else "No user"
+            return self.fail(f"{what} {sanitize(cmd.args[0])!r}.")
+        self.open(name)
+        return True
+
+    def cmd_help(self, cmd: Command) -> bool:
+        if not cmd.args:
+            self.show_help()
+            return True
+        try:
+            self.state.set_status(help_for(cmd.args[0]))
+        except CommandError as exc:
+            return self.fail(str(exc))
+        return True
+
+    # ------------------------------------------------------------ actions
+
+    def action(self, name: str) -> object:
+        """A menu item, a key or an argument-less command, by name (``goto N`` too)."""
+        if name.startswith("goto "):
+            return self.goto(int(name.split()[1]))
+        handler = self.actions.get(name)
+        return handler() if handler else None
+
+    def page(self) -> int:
+        return max(1, self.win.getmaxyx()[0] - 4)
+
+    def show_users(self, online_only: bool) -> None:
         state = self.state
-        if name == "users":
-            state.focus = "users"
-            state.set_status("All users: ↑/↓ to choose, Enter to open the conversation.")
-        elif name == "online":
-            state.focus = "online"
-            state.set_status("Users online: ↑/↓ to choose, Enter to open the conversation.")
-        elif name == "all":
-            self.open(None)
-        elif name == "compose":
-            state.focus = "input"
-            if state.peer is None:
-                self.line.set("/msg ")
-            state.set_status("Type your message and press Enter.")
-        elif name == "reply":
-            target = state.reply_target()
-            if target is None:
-                state.set_status("Nothing to reply to here.", error=True)
-                return
-            state.focus = "input"
-            self.line.set("/reply ")
-            state.set_status(f"Replying to {sanitize(target.sender)} (#{target.id}).")
-        elif name == "beep":
-            state.beep = not state.beep
-            state.set_status(f"Beep {'on' if state.beep else 'off'}.")
-        elif name == "help":
-            state.show_help = True
-        elif name == "open" and arg:
-            name_ = state.canonical(arg)
-            if name_ is None:
-                state.set_status(f"No user {sanitize(arg)!r}.", error=True)
-            else:
-                self.open(name_)
-        elif name == "logout":
-            raise LoggedOut()
-        elif name == "quit":
-            self.quit = True
+        rows = state.directory_rows(online_only)
+        title = (f"Online ({len(rows)}) · Enter opens" if online_only
+                 else f"Users ({len(rows)}) · ● online · Enter opens")
+        state.open_picker("online" if online_only else "users", title, rows)
+
+    def show_help(self) -> None:
+        self.state.open_picker("help", "Help (↑/↓ scroll, Esc closes)",
+                               [(line, "") for line in help_lines()])
+
+    def open_menu(self) -> None:
+        self.state.menu_open, self.state.menu_index = True, 0
+
+    def compose(self) -> None:
+        self.state.focus = "input"
+        if self.state.peer is None:
+            self.line.set("/msg ")
+        self.state.set_status("Type your message and press Enter.")
+
+    def start_reply(self) -> bool:
+        state = self.state
+        target = state.reply_target()
+        if target is None:
+            return self.fail("Nothing to reply to here.")
+        state.focus = "input"
+        self.line.set("/reply ")
+        state.set_status(f"Replying to {sanitize(target.sender)} (#{target.id}).")
+        return True
+
+    def toggle_beep(self) -> None:
+        self.state.beep = not self.state.beep
+        self.state.set_status(f"Beep {'on' if self.state.beep else 'off'}.")
+
+    def goto(self, number: int) -> bool:
+        conv = self.state.convs.by_number(number)
+        if conv is None:
+            return self.fail(f"No conversation {number}: there are {len(self.state.convs)}.")
+        self.open(conv.name)
+        return True
+
+    def step(self, delta: int) -> None:
+        conv = self.state.convs.step(self.state.peer, delta)
+        if conv is not None:
+            self.open(conv.name)
+
+    def next_active(self) -> None:
+        conv = self.state.convs.next_active(self.state.peer)
+        if conv is None:
+            self.state.set_status("No activity: nothing unread.")
+        else:
+            self.open(conv.name)
 
     def open(self, name: Optional[str]) -> None:
         self.state.open_conversation(name)
         if name:
             try:
-                self.state.add_messages(self.client.history(with_user=name,
+                self.state.add_messages(self.client.history(with_user=self.state.peer or name,
                                                             limit=p.MAX_HISTORY_LIMIT))
             except (p.ChatError, ConnectionError, TimeoutError) as exc:
                 self.state.set_status(f"Could not load: {sanitize(str(exc))}", error=True)
@@ -357,7 +468,7 @@ class ChatApp:
             self.state.focus = "input"
 
     def send(self, to: str, text: str, reply_to: Optional[int] = None,
-             keep: Optional[Callable[[str], None]] = None) -> None:
+             keep: Optional[Callable[[str], None]] = None) -> bool:
         """Send, or keep the text (``keep``, by default back into the line) and say why not."""
         keep = keep or self.line.set
         try:
@@ -365,34 +476,32 @@ class ChatApp:
         except p.ChatError as exc:
             self.state.set_status(f"Not sent: {sanitize(exc.message)}", error=True)
             keep(text)
-            return
+            return False
         except (ConnectionError, TimeoutError) as exc:
             self.state.set_status(f"Not sent ({sanitize(str(exc))}); your text is kept.",
                                   error=True)
             keep(text)
-            return
+            return False
         self.state.on_message(msg)
         self.state.scroll = 0
         self.state.set_status(f"Sent to {sanitize(to)}.")
+        return True
 
-    def reply(self, text: str) -> None:
+    def reply(self, text: str) -> bool:
         target = self.state.reply_target()
         if target is None:
-            self.state.set_status("Nothing to reply to: open a conversation with a message "
-                                  "in it.", error=True)
             self.line.set("/reply " + text)
-            return
-        me = p.user_key(self.state.me)
-        peer = target.to if p.user_key(target.sender) == me else target.sender
-        self.send(peer, text, reply_to=target.id)
+            return self.fail("Nothing to reply to: open a conversation with a message in it.")
+        sent = self.send(peer_of(target, self.state.me), text, reply_to=target.id)
         self.state.selected_message = None
+        return sent
 
     # ------------------------------------------------------------ pastes
 
     def on_paste(self, text: str) -> None:
         """Pasted text: into the input line, or waiting for Enter; never run as keys."""
         state = self.state
-        state.show_help = state.menu_open = self._esc = False
+        state.menu_open, state.picker, state.confirm, self._esc = False, None, None, None
         state.focus = "input"
         if not self.line.paste(text):
             return
@@ -421,7 +530,7 @@ class ChatApp:
     def send_paste(self) -> None:
         state = self.state
         if state.peer is None:
-            state.set_status("No conversation open: pick a user (Tab, arrows, Enter), then "
+            state.set_status("No conversation open: pick one (Alt-1…9, F2), then "
                              "Enter sends the paste; Esc drops it.", error=True)
             return
         text = self.line.take_paste()
@@ -454,47 +563,36 @@ class ChatApp:
     def _plain_typing(self) -> bool:
         """True when a printable key would only be inserted into the input line."""
         state = self.state
-        return not (state.show_help or state.menu_open or self._esc
+        return not (state.picker or state.menu_open or state.confirm or self._esc
                     or self.line.pending is not None)
 
     def key(self, ch) -> None:
+        """One key: an overlay takes it first, then an Alt prefix, the keys that work
+        everywhere (``GLOBAL_KEYS``), and last the focused pane."""
         state = self.state
-        if state.show_help:
-            state.show_help = False
+        overlay = (self.confirm_key if state.confirm else self.menu_key if state.menu_open
+                   else self.picker_key if state.picker else None)
+        if overlay is not None:
+            overlay(ch)
             return
-        if state.menu_open:
-            self.menu_key(ch)
-            return
-        if self._esc:                        # Esc then a digit: Alt-digit for any terminal
-            self._esc = False
-            if isinstance(ch, str) and ch in "123456":
-                self.menu_choose(int(ch) - 1)
+        if self._esc is not None:
+            fresh = time.monotonic() - self._esc <= ESC_PREFIX_SECONDS
+            self._esc = None
+            if fresh and isinstance(ch, str) and ch.lower() in ALT_KEYS:
+                self.action(ALT_KEYS[ch.lower()])
                 return
-            if ch == "m":
-                state.menu_open = True
-                return
-        if ch in FKEYS:
-            self.menu_choose(FKEYS[ch])
-        elif ch in (curses.KEY_F10, CTRL["o"]):
-            state.menu_open, state.menu_index = True, 0
+        if ch in GLOBAL_KEYS:
+            self.action(GLOBAL_KEYS[ch])
         elif ch == ESC and self.line.pending is not None:
             self.paste_key(ch)
         elif ch == ESC:
-            self._esc = True
+            self._esc = time.monotonic()
         elif ch == 9:
             if (state.focus == "input" and self.line.pending is None
                     and self.line.text.strip()):
-                self.line.complete(state.user_names())
+                self.line.complete(state.completion_names())
             else:
                 state.cycle_focus(1)
-        elif ch == curses.KEY_BTAB:
-            state.cycle_focus(-1)
-        elif ch == CTRL["b"]:
-            self.action("beep")
-        elif ch == curses.KEY_PPAGE:
-            state.scroll_by(max(1, self.win.getmaxyx()[0] - 4))
-        elif ch == curses.KEY_NPAGE:
-            state.scroll_by(-max(1, self.win.getmaxyx()[0] - 4))
         elif state.focus == "input":
             self.input_key(ch)
         else:
@@ -516,7 +614,7 @@ class ChatApp:
             line.backspace()
         elif ch in ENTER_KEYS:
             self.run_line()
-        elif isinstance(ch, str) and (ch.isprintable() or ch == " "):
+        elif isinstance(ch, str) and is_text(ch):
             line.insert(ch)
 
     def pane_key(self, ch) -> None:
@@ -526,15 +624,23 @@ class ChatApp:
         elif ch == curses.KEY_DOWN:
             state.move(1)
         elif ch in ENTER_KEYS:
-            if state.focus == "users":
-                self.open(state.selected_user())
-            elif state.focus == "online":
-                self.open(state.selected_online())
+            if state.focus == "conversations":
+                self.open(state.selected_conversation())
             elif state.focus == "messages" and state.selected_message is not None:
-                self.action("reply")
-        elif isinstance(ch, str) and ch.isprintable():
+                self.start_reply()
+        elif isinstance(ch, str) and is_text(ch):
             state.focus = "input"              # typing anywhere goes to the input line
             self.input_key(ch)
+
+    def confirm_key(self, ch) -> None:
+        """y does it; anything else (n, Esc) does not."""
+        action, self.state.confirm = self.state.confirm, None
+        if isinstance(ch, str) and ch.lower() == "y":
+            if action == "logout":
+                raise LoggedOut()
+            self.quit = True
+        else:
+            self.state.set_status("Carry on.")
 
     def menu_key(self, ch) -> None:
         state = self.state
@@ -546,12 +652,34 @@ class ChatApp:
             state.menu_index = (state.menu_index + 1) % len(MENU_ITEMS)
         elif ch in ENTER_KEYS:
             self.menu_choose(state.menu_index)
-        elif isinstance(ch, str) and ch in "123456":
+        elif isinstance(ch, str) and ch.isdigit() and 1 <= int(ch) <= len(MENU_ITEMS):
             self.menu_choose(int(ch) - 1)
 
     def menu_choose(self, index: int) -> None:
         self.state.menu_open = False
-        self.action(MENU_ITEMS[index][2])
+        self.action(MENU_ITEMS[index][1])
+
+    def picker_key(self, ch) -> None:
+        """The users, rooms, members or help overlay: ↑/↓ PgUp/PgDn, Enter picks, Esc closes."""
+        picker = self.state.picker
+        assert picker is not None
+        moves = {curses.KEY_UP: -1, curses.KEY_DOWN: 1,
+                 curses.KEY_PPAGE: -self.page(), curses.KEY_NPAGE: self.page()}
+        if ch in moves:
+            picker.move(moves[ch])
+        elif ch in ENTER_KEYS and picker.kind != "help":
+            self.state.picker = None
+            self.pick(picker.kind, picker.chosen())
+        else:
+            self.state.picker = None
+
+    def pick(self, kind: str, value: Optional[str]) -> None:
+        if value is None:
+            return
+        if kind == "rooms" and value not in self.state.convs:
+            self.cmd_join(Command("join", [value]))
+        else:
+            self.open(value)
 
     # ------------------------------------------------------------ drawing
 
@@ -564,29 +692,30 @@ class ChatApp:
             panes.draw_too_small(win, height, width)
             win.refresh()
             return
-        users, online, messages = self.panes
-        users.draw(win, layout.users, self.state, self.colors)
-        online.draw(win, layout.online, self.state, self.colors)
-        messages.draw(win, layout.messages, self.state, self.colors)
+        state = self.state
+        self.conversations_pane.draw(win, layout.conversations, state, self.colors)
+        self.messages_pane.draw(win, layout.messages, state, self.colors)
         for y in range(layout.messages.y, layout.messages.y + layout.messages.h):
             panes.put(win, y, layout.messages.x - 1, "│", self.colors.dim)
-        cursor_x = self.input_pane.draw(win, layout.input, self.state, self.line, self.colors)
-        self.status_bar.draw(win, layout.status, self.state, self.colors)
-        if self.state.menu_open:
-            panes.draw_overlay(win, "Menu (1-6, ↑/↓ Enter)", panes.menu_lines(),
-                               self.state.menu_index, self.colors)
-        elif self.state.show_help:
-            panes.draw_overlay(win, "Help (any key closes)", panes.help_lines(), None,
-                               self.colors)
+        cursor_x = self.input_pane.draw(win, layout.input, state, self.line, self.colors)
+        self.status_bar.draw(win, layout.status, state, self.colors)
+        if state.confirm:
+            panes.draw_confirm(win, state, self.colors)
+        elif state.menu_open:
+            panes.draw_overlay(win, "Menu (1-9, ↑/↓ Enter)", panes.menu_lines(),
+                               state.menu_index, self.colors)
+        elif state.picker:
+            panes.draw_picker(win, state, self.colors)
         try:
-            curses.curs_set(1 if self.state.focus == "input" else 0)
+            curses.curs_set(1 if state.focus == "input" else 0)
             win.move(layout.input.y, min(cursor_x, width - 1))
         except curses.error:
             pass
         win.refresh()
 
     def run(self) -> None:
-        """Until /quit: events and keys in, one redraw per batch of keys."""
+        """Until /quit: events and keys in, one redraw per batch of keys. Ctrl-C asks
+        before quitting; a second Ctrl-C while it asks quits."""
         self.load()
         self.mark_read()
         dirty = True
@@ -596,7 +725,15 @@ class ChatApp:
             if dirty:
                 self.draw()
                 dirty = False
-            for event in coalesce(next_events(self.reader, self.decoder)):
+            try:
+                events = coalesce(next_events(self.reader, self.decoder))
+            except KeyboardInterrupt:
+                if self.state.confirm == "quit":
+                    return
+                self.state.ask("quit")
+                dirty = True
+                continue
+            for event in events:
                 dirty = True
                 self.handle(event)
                 if self.quit:
@@ -639,7 +776,7 @@ def coalesce(events: Sequence[Event]) -> List[Event]:
     out: List[Event] = []
     run: List[str] = []
     for event in events:
-        if isinstance(event, str) and event.isprintable():
+        if isinstance(event, str) and is_text(event):
             run.append(event)
             continue
         if run:
@@ -654,13 +791,14 @@ def coalesce(events: Sequence[Event]) -> List[Event]:
 # ---------------------------------------------------------------- entry point
 
 def run_curses(stdscr, client: ChatClient, args, password: Optional[str],
-               guard: Optional[TerminalGuard] = None) -> int:
+               guard: Optional[TerminalGuard] = None,
+               unreachable: Optional[ConnectionError] = None) -> int:
     """Inside curses: bracketed paste on, and typeahead dropped however this ends."""
     guard = guard or TerminalGuard(-1, -1)
     guard.enable_paste()
     try:
         with suspendable(guard, curses.endwin, stdscr.refresh):
-            return run_screens(stdscr, client, args, password)
+            return run_screens(stdscr, client, args, password, unreachable)
     finally:
         try:
             curses.flushinp()
@@ -668,7 +806,10 @@ def run_curses(stdscr, client: ChatClient, args, password: Optional[str],
             pass
 
 
-def run_screens(stdscr, client: ChatClient, args, password: Optional[str]) -> int:
+def run_screens(stdscr, client: ChatClient, args, password: Optional[str],
+                unreachable: Optional[ConnectionError] = None) -> int:
+    """The login screen and the main screen, again after each log-out. ``unreachable``:
+    why the first connection failed, said on the login screen."""
     server = f"{args.host}:{args.port}"
     stdscr.keypad(True)
     if hasattr(curses, "set_escdelay"):
@@ -678,7 +819,9 @@ def run_screens(stdscr, client: ChatClient, args, password: Optional[str]) -> in
     while True:
         form = LoginForm(client, server, args.user)
         if not client.connected:
-            form.fail(f"Cannot reach {server}. Is the server running? Press Enter to try again.")
+            form.fail(connection_error_text(unreachable) if unreachable else
+                      f"Cannot reach {server}. Is the server running? Press Enter to try again.")
+            unreachable = None
             if args.user and password is not None:
                 form.fields["password"] = password
         elif args.user and password is not None:
@@ -687,7 +830,7 @@ def run_screens(stdscr, client: ChatClient, args, password: Optional[str]) -> in
             except p.ChatError as exc:
                 form.fail(login_error_text(exc))
             except (ConnectionError, TimeoutError) as exc:
-                form.fail(f"{exc}. Press Enter to try again.")
+                form.fail(connection_error_text(exc))
             password = None
         if client.username is None and login_screen(reader, form, colors) is None:
             return 0
@@ -754,10 +897,12 @@ def unresolvable(host: str, port: int) -> Optional[str]:
 
 
 def parse_args(argv: Optional[List[str]] = None):
+    keys = "\n".join(f"  {k:<16} {what}" for k, what in KEY_HELP)
     parser = argparse.ArgumentParser(
-        prog="chat-client",
-        description="parallel-chat terminal client: split panes for users, who is online "
-                    "and messages; keys and slash commands (/help inside).")
+        prog="chat-client", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="parallel-chat terminal client: your conversations (rooms and people) "
+                    "on the left, the open one on the right; slash commands (/help inside).",
+        epilog=f"keys on the main screen:\n{keys}")
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=p.DEFAULT_PORT,
                         help=f"server port (default {p.DEFAULT_PORT})")
@@ -786,13 +931,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             except (EOFError, KeyboardInterrupt):
                 return 1
     client = ChatClient(args.host, args.port, tls=args.tls, tls_ca=args.tls_ca)
+    unreachable: Optional[ConnectionError] = None
     try:
         client.connect()
-    except ConnectionError:
-        pass  # the login screen says so, and Enter tries again
+    except ConnectionError as exc:
+        unreachable = exc  # the login screen says so, and Enter tries again
     try:
         with guarded() as guard:
-            return curses.wrapper(run_curses, client, args, password, guard)
+            return curses.wrapper(run_curses, client, args, password, guard, unreachable)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -22,6 +22,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Deque, Iterable, List, Optional, Sequence, Union
 
+from .text import is_text
+
 Key = Union[str, int]           # a str for a character, an int for a control or special key
 
 PASTE_START: Sequence[Key] = (27, "[", "2", "0", "0", "~")
@@ -94,7 +96,7 @@ def paste_text(keys: Iterable[Key]) -> str:
     out = []
     for key in keys:
         if isinstance(key, str):
-            if key.isprintable():
+            if is_text(key):
                 out.append(key)
         elif key in TEXT_KEYS:
             out.append(TEXT_KEYS[key])
@@ -104,7 +106,7 @@ def paste_text(keys: Iterable[Key]) -> str:
 def is_burst(keys: Sequence[Key]) -> bool:
     """True for a batch that holds an Enter and text: pasted, or it would run a line unseen."""
     has_enter = any(not isinstance(k, str) and k in ENTER_KEYS for k in keys)
-    return has_enter and any(isinstance(k, str) and k.isprintable() for k in keys)
+    return has_enter and any(isinstance(k, str) and is_text(k) for k in keys)
 
 
 class InputDecoder:

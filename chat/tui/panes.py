@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from ..protocol import Message, user_key
-from .state import HELP_LINES, MENU_ITEMS, ChatState, format_time
+from .commands import MENU_ITEMS
+from .state import CONFIRM_QUESTIONS, ChatState, format_time
 from .text import pad, sanitize, text_width, truncate, window, wrap_text
 
 MIN_WIDTH = 40
@@ -28,24 +29,24 @@ class Rect:
 
 @dataclass(frozen=True)
 class Layout:
-    users: Rect
-    online: Rect
+    conversations: Rect
     messages: Rect
     input: Rect
     status: Rect
 
 
 def compute_layout(height: int, width: int) -> Optional[Layout]:
-    """Where each pane goes for a terminal of this size; None if it is too small."""
+    """Where each pane goes for a terminal of this size; None if it is too small.
+
+    The conversations list has the whole height on the left: it is what tells
+    you where there is something to read. The users directory is an overlay (F2).
+    """
     if height < MIN_HEIGHT or width < MIN_WIDTH:
         return None
-    side = max(14, min(28, width // 4))
+    side = max(14, min(24, width // 4))
     body = height - 2                      # input line and status bar below
-    users_h = max(3, (body * 3) // 5)
-    online_h = body - users_h
     return Layout(
-        users=Rect(0, 0, users_h, side),
-        online=Rect(users_h, 0, online_h, side),
+        conversations=Rect(0, 0, body, side),
         messages=Rect(0, side + 1, body, width - side - 1),
         input=Rect(height - 2, 0, 1, width),
         status=Rect(height - 1, 0, 1, width),
@@ -103,43 +104,51 @@ def scroll_top(selected: int, rows: int) -> int:
     return max(0, selected - rows + 1)
 
 
-class UsersPane:
-    """Every account: ● online, (n) unread, the open conversation highlighted."""
+def conversation_label(number: int, name: str, unread: int, mentioned: bool,
+                       online: Optional[bool], width: int) -> str:
+    """One entry of the list: `` 3 #team (5,@)`` or `` 5 ●carol (2)``; the count is never
+    cut off (the name is, first)."""
+    count = f" ({unread}{',@' if mentioned else ''})" if unread else ""
+    mark = "" if online is None else ("●" if online else " ")
+    head = f"{number:>2} {mark}"
+    room = max(1, width - text_width(head) - text_width(count))
+    return truncate(head + truncate(sanitize(name), room) + count, width)
+
+
+class ConversationsPane:
+    """The rooms you are in and the people you talk to, numbered for Alt-1…9 (WeeChat's
+    buflist): unread counts, ``@`` for a mention, the open one highlighted."""
 
     def draw(self, win, rect: Rect, state: ChatState, colors: Colors) -> None:
-        names = state.user_names()
-        draw_title(win, rect, f"Users ({len(names)})", state.focus == "users", colors)
+        convs = state.convs.ordered()
+        focused = state.focus == "conversations"
+        draw_title(win, rect, "Conversations", focused, colors)
         rows = rect.h - 1
-        top = scroll_top(state.user_index, rows)
-        for i, name in enumerate(names[top:top + rows]):
-            row = state.users[user_key(name)]
+        if not convs:
+            for i, hint in enumerate(["F2: all users", "/join #room", "/rooms"][:rows]):
+                put(win, rect.y + 1 + i, rect.x + 1, hint, colors.dim)
+            return
+        anchor = state.conv_index if focused else (state.convs.number_of(state.peer or "")
+                                                   or 1) - 1
+        top = scroll_top(anchor, rows)
+        hidden = sum(1 for c in convs[top + rows:] if c.unread)
+        if hidden and rows > 1:          # activity below the fold: said on the last row
+            rows -= 1
+            put(win, rect.y + rect.h - 1, rect.x,
+                pad(truncate(f" ↓ {hidden} more unread", rect.w), rect.w), colors.unread)
+        for i, conv in enumerate(convs[top:top + rows]):
             index = top + i
-            mark = "●" if row.online else " "
-            label = sanitize(name) + (" (you)" if user_key(name) == user_key(state.me) else "")
-            unread = f" ({row.unread})" if row.unread else ""
-            text = f"{mark} {truncate(label, rect.w - 3 - len(unread))}{unread}"
+            online = None if conv.is_room else state.is_online(conv.name)
+            text = conversation_label(index + 1, conv.name, conv.unread, conv.mentioned,
+                                      online, rect.w)
             attr = 0
-            if row.unread:
+            if conv.mentioned or (conv.unread and not conv.is_room):
+                attr |= colors.error
+            elif conv.unread:
                 attr |= colors.unread
-            elif row.online:
-                attr |= colors.online
-            if state.is_open(name) or (state.focus == "users" and index == state.user_index):
+            if state.is_open(conv.name) or (focused and index == state.conv_index):
                 attr |= colors.selected
             put(win, rect.y + 1 + i, rect.x, pad(text, rect.w), attr)
-
-
-class OnlinePane:
-    """Who is online now, live from presence events."""
-
-    def draw(self, win, rect: Rect, state: ChatState, colors: Colors) -> None:
-        names = state.online_names()
-        draw_title(win, rect, f"Online ({len(names)})", state.focus == "online", colors)
-        rows = rect.h - 1
-        top = scroll_top(state.online_index, rows)
-        for i, name in enumerate(names[top:top + rows]):
-            selected = state.focus == "online" and top + i == state.online_index
-            attr = colors.online | (colors.selected if selected else 0)
-            put(win, rect.y + 1 + i, rect.x, pad("● " + sanitize(name), rect.w), attr)
 
 
 Row = Tuple[str, str, Optional[int]]   # text, role, message id
@@ -157,8 +166,9 @@ def message_rows(state: ChatState, width: int) -> List[Row]:
         rows.append((truncate(f"{format_time(msg.ts)} {who}", width), role, msg.id))
         if msg.reply_to is not None:
             rows.append((truncate("  ↪ " + _quote(state, msg.reply_to), width), "quote", msg.id))
+        body = "mention" if state.mentions_me(msg) else "text"
         for line in wrap_text(msg.text, max(1, width - 2)):
-            rows.append(("  " + line, "text", msg.id))
+            rows.append(("  " + line, body, msg.id))
     return rows
 
 
@@ -170,11 +180,23 @@ def _quote(state: ChatState, msg_id: int) -> str:
     return f"reply to {sanitize(original.sender)}: “{truncate(first, 40)}”"
 
 
+def messages_title(state: ChatState) -> str:
+    """``#team · 3 members · lunch at noon``, ``Messages with bob`` or ``All my messages``."""
+    if state.peer is None:
+        return "All my messages"
+    conv = state.convs.get(state.peer)
+    if conv is None or not conv.is_room:
+        return f"Messages with {sanitize(state.peer)}"
+    people = f"{conv.members} member{'' if conv.members == 1 else 's'}"
+    title = f"{sanitize(conv.name)} · {people}"
+    return title + (f" · {sanitize(conv.topic)}" if conv.topic else "")
+
+
 class MessagesPane:
     """The open conversation (or all messages), newest at the bottom, scrollable."""
 
     def draw(self, win, rect: Rect, state: ChatState, colors: Colors) -> None:
-        title = f"Messages with {sanitize(state.peer)}" if state.peer else "All my messages"
+        title = messages_title(state)
         if state.scroll:
             title += f"  (scrolled up {state.scroll}; PgDn returns)"
         draw_title(win, rect, title, state.focus == "messages", colors)
@@ -182,7 +204,7 @@ class MessagesPane:
         height = rect.h - 1
         if not rows:
             hint = ("No messages yet. Type below and press Enter to send."
-                    if state.peer else "No messages yet. Pick a user (Tab, arrows, Enter).")
+                    if state.peer else "No messages yet. F2 lists the users; Enter opens one.")
             put(win, rect.y + 2, rect.x + 1, hint, colors.dim)
             return
         state.scroll = min(state.scroll, max(0, len(rows) - height))
@@ -190,7 +212,7 @@ class MessagesPane:
         visible = rows[max(0, end - height):end]
         for i, (text, role, msg_id) in enumerate(visible):
             attr = {"me": colors.me, "them": colors.online | curses.A_BOLD,
-                    "quote": colors.dim}.get(role, 0)
+                    "quote": colors.dim, "mention": colors.unread}.get(role, 0)
             if msg_id is not None and msg_id == state.selected_message:
                 attr |= colors.selected
             put(win, rect.y + 1 + i, rect.x + 1, pad(text, rect.w - 1), attr)
@@ -237,12 +259,26 @@ class InputPane:
 
 
 class StatusBar:
+    """Who you are and the connection, then the activity line (always before the notice,
+    so a long notice never hides it), then the notice; key hints only if there is room."""
+
+    HINTS = " · F10 menu · /help"
+    #: Narrower than this, the server's address gives way to the activity and the notice.
+    ADDRESS_FROM = 72
+
     def draw(self, win, rect: Rect, state: ChatState, colors: Colors) -> None:
         conn = state.connection
-        left = (f" {sanitize(state.me)} @ {state.server} · {conn} · "
-                f"beep {'on' if state.beep else 'off'} · F10 menu · /help · ")
+        where = f" @ {state.server}" if rect.w >= self.ADDRESS_FROM else ""
+        parts = [f" {sanitize(state.me)}{where} · {conn}"]
+        activity = state.convs.activity()
+        if activity:
+            parts.append(sanitize(activity))
+        parts.append(sanitize(state.status))
+        text = " │ ".join(parts)
+        if text_width(text) + len(self.HINTS) <= rect.w:
+            text += self.HINTS
         attr = colors.error if state.status_is_error or conn != "connected" else colors.title
-        put(win, rect.y, rect.x, pad(left + sanitize(state.status), rect.w), attr)
+        put(win, rect.y, rect.x, pad(text, rect.w), attr)
 
 
 def draw_too_small(win, height: int, width: int) -> None:
@@ -267,8 +303,21 @@ def draw_overlay(win, title: str, lines: List[str], selected: Optional[int],
 
 
 def menu_lines() -> List[str]:
-    return [f"{key}  {label}" for key, label, _ in MENU_ITEMS]
+    return [f"{i}  {label}" for i, (label, _) in enumerate(MENU_ITEMS, 1)]
 
 
-def help_lines() -> List[str]:
-    return list(HELP_LINES)
+def draw_picker(win, state: ChatState, colors: Colors) -> None:
+    """The users directory, the rooms, the members: a list in a box, scrolled to the choice."""
+    picker = state.picker
+    if picker is None:
+        return
+    height = win.getmaxyx()[0]
+    rows = max(1, height - 4)
+    top = scroll_top(picker.index, rows)
+    lines = [sanitize(label) for label, _ in picker.rows[top:top + rows]] or ["(none)"]
+    draw_overlay(win, picker.title, lines, picker.index - top, colors)
+
+
+def draw_confirm(win, state: ChatState, colors: Colors) -> None:
+    question = CONFIRM_QUESTIONS.get(state.confirm or "", "Sure?")
+    draw_overlay(win, question, [f"{question}  y: yes · n or Esc: no"], None, colors)

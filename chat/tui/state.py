@@ -2,8 +2,8 @@
 
 The app feeds server events and key presses in; the panes read the state out
 and draw it. Keeping this pure is what lets the tests check layout-independent
-behaviour (unread counts, selection, slash commands, line editing) without a
-terminal.
+behaviour (unread counts, the conversations list, selection, slash commands,
+line editing) without a terminal.
 """
 from __future__ import annotations
 
@@ -11,72 +11,29 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ..protocol import Message, user_key
+from ..protocol import Message, is_room, user_key
+from .commands import (  # noqa: F401  (parse_command and friends: part of this API)
+    COMMANDS,
+    MENU_ITEMS,
+    Command,
+    CommandError,
+    help_lines,
+    parse_command,
+)
+from .conversations import Conversations, mentions, peer_of
+from .graphemes import next_boundary, previous_boundary
+from .text import is_text
 
-FOCUS_ORDER = ("users", "online", "messages", "input")
-
-HELP_LINES = [
-    "Keys: Tab next pane · arrows move · Enter open / send · PgUp/PgDn scroll",
-    "F1/Alt-1 all users · F2/Alt-2 online · F3/Alt-3 send · F4/Alt-4 my messages",
-    "F5/Alt-5 reply · F6/Alt-6 log out · F10/Ctrl-O menu · Ctrl-B beep · Ctrl-C quit",
-    "Commands: /msg USER TEXT · /reply TEXT · /users · /online · /all · /beep · /help · /quit",
-    "Pasted text is never a command: a pasted /quit shows as //quit and is sent as text.",
-    "A paste of several lines is one message: Enter sends it, Esc or Ctrl-U drops it.",
-]
-
-MENU_ITEMS = [
-    ("1", "View all users", "users"),
-    ("2", "View users online", "online"),
-    ("3", "Send a message", "compose"),
-    ("4", "View my messages", "all"),
-    ("5", "Reply to a message", "reply"),
-    ("6", "Log out", "logout"),
-]
-
-
-@dataclass
-class Command:
-    """A parsed input line: a slash command, or plain text (name "say")."""
-
-    name: str
-    args: List[str] = field(default_factory=list)
-    text: str = ""
-
-
-COMMANDS = {"msg", "reply", "users", "online", "all", "beep", "help", "quit", "logout", "open"}
-
-
-class CommandError(ValueError):
-    """An input line that cannot be run; the message says why, for the status bar."""
-
-
-def parse_command(line: str) -> Command:
-    """``/msg bob hi there`` → Command("msg", ["bob"], "hi there"); text → "say"."""
-    if not line.startswith("/") or line.startswith("//"):
-        return Command("say", text=line[1:] if line.startswith("//") else line)
-    head, _, rest = line[1:].partition(" ")
-    name = head.lower()
-    if name not in COMMANDS:
-        raise CommandError(f"unknown command /{head}; /help lists them")
-    if name == "msg" or name == "open":
-        user, _, text = rest.strip().partition(" ")
-        if not user:
-            raise CommandError(f"usage: /{name} USER" + (" TEXT" if name == "msg" else ""))
-        if name == "msg" and not text.strip():
-            raise CommandError("usage: /msg USER TEXT")
-        return Command(name, [user], text.strip())
-    if name == "reply":
-        if not rest.strip():
-            raise CommandError("usage: /reply TEXT")
-        return Command(name, [], rest.strip())
-    return Command(name)
+#: Tab cycles through these; the users directory is an overlay (F2), not a pane.
+FOCUS_ORDER = ("conversations", "messages", "input")
 
 
 def clean_paste(text: str) -> str:
-    """Pasted text as a message: one kind of newline, no controls, no blank lines around it."""
+    """Pasted text as a message: one kind of newline, no controls, no blank lines around it.
+    Joiners (ZWJ, ZWNJ) are text: a pasted 👨‍👩‍👧 stays one family."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.isprintable():
-        text = "".join(ch for ch in text if ch.isprintable() or ch in "\n\t")
+    if not is_text(text):
+        text = "".join(ch for ch in text if is_text(ch) or ch in "\n\t")
     return text.strip("\n")
 
 
@@ -131,18 +88,23 @@ class InputLine:
         self._browse = None
 
     def backspace(self) -> None:
+        """Delete the grapheme cluster before the cursor: a whole 👨‍👩‍👧 or é, as drawn."""
         if self.cursor > 0:
-            self.text = self.text[:self.cursor - 1] + self.text[self.cursor:]
-            self.cursor -= 1
+            start = previous_boundary(self.text, self.cursor)
+            self.text = self.text[:start] + self.text[self.cursor:]
+            self.cursor = start
 
     def delete(self) -> None:
-        self.text = self.text[:self.cursor] + self.text[self.cursor + 1:]
+        """Delete the grapheme cluster under the cursor."""
+        end = next_boundary(self.text, self.cursor)
+        self.text = self.text[:self.cursor] + self.text[end:]
 
     def left(self) -> None:
-        self.cursor = max(0, self.cursor - 1)
+        """One grapheme cluster left: the cursor never lands inside what shows as one."""
+        self.cursor = previous_boundary(self.text, self.cursor) if self.cursor > 0 else 0
 
     def right(self) -> None:
-        self.cursor = min(len(self.text), self.cursor + 1)
+        self.cursor = min(len(self.text), next_boundary(self.text, self.cursor))
 
     def home(self) -> None:
         self.cursor = 0
@@ -185,11 +147,14 @@ class InputLine:
             self.set(self.history[self._browse])
 
     def complete(self, names: List[str]) -> None:
-        """Complete the user name before the cursor (Tab), shell-style."""
+        """Complete the name (a user or a #room) before the cursor (Tab), shell-style;
+        at the start of the line a ``/`` word completes as a command."""
         start = self.text.rfind(" ", 0, self.cursor) + 1
         prefix = self.text[start:self.cursor]
         if prefix.startswith("/"):
-            return
+            if start:
+                return
+            names = ["/" + name for name in COMMANDS]
         matches = sorted({n for n in names if n.lower().startswith(prefix.lower())},
                          key=str.lower)
         if not matches or not prefix and len(matches) > 1:
@@ -226,9 +191,31 @@ class RateLimit:
 
 @dataclass
 class UserRow:
+    """An account in the directory (F2, /users)."""
+
     name: str
     online: bool = False
-    unread: int = 0
+
+
+@dataclass
+class Picker:
+    """A list in an overlay to choose from (users, rooms, members): Enter picks ``value``."""
+
+    kind: str
+    title: str
+    rows: List[Tuple[str, str]] = field(default_factory=list)   # (label, value)
+    index: int = 0
+
+    def move(self, delta: int) -> None:
+        if self.rows:
+            self.index = max(0, min(len(self.rows) - 1, self.index + delta))
+
+    def chosen(self) -> Optional[str]:
+        return self.rows[self.index][1] if 0 <= self.index < len(self.rows) else None
+
+
+#: What a confirmation asks, by action.
+CONFIRM_QUESTIONS = {"logout": "Log out?", "quit": "Quit parallel-chat?"}
 
 
 class ChatState:
@@ -240,18 +227,19 @@ class ChatState:
         self.beep = beep
         self.connection = "connected"
         self.users: Dict[str, UserRow] = {}
+        self.convs = Conversations(me)
         self.messages: Dict[int, Message] = {}
         self.peer: Optional[str] = None          # open conversation; None: all messages
         self.focus = "input"
-        self.user_index = 0
-        self.online_index = 0
+        self.conv_index = 0                       # the selection in the conversations pane
         self.selected_message: Optional[int] = None
         self.scroll = 0                           # rows scrolled up from the bottom
-        self.status = "Welcome! Tab moves between panes; F10 opens the menu; /help for commands."
+        self.status = "Welcome! Alt-1…9 open conversations; F10 opens the menu; /help for more."
         self.status_is_error = False
         self.menu_open = False
         self.menu_index = 0
-        self.show_help = False
+        self.picker: Optional[Picker] = None
+        self.confirm: Optional[str] = None        # an action waiting for y/n
 
     # ------------------------------------------------------------ lookups
 
@@ -261,26 +249,36 @@ class ChatState:
     def online_names(self) -> List[str]:
         return [n for n in self.user_names() if self.users[user_key(n)].online]
 
+    def completion_names(self) -> List[str]:
+        """What Tab completes: every user and every room in the list."""
+        return self.user_names() + [c.name for c in self.convs.ordered() if c.is_room]
+
     def canonical(self, name: str) -> Optional[str]:
+        """The name as the server spells it: a user, or a room you are in; None if neither."""
+        if is_room(name):
+            conv = self.convs.get(name)
+            return conv.name if conv else None
         row = self.users.get(user_key(name))
         return row.name if row else None
 
-    def selected_user(self) -> Optional[str]:
-        names = self.user_names()
-        return names[self.user_index] if 0 <= self.user_index < len(names) else None
+    def is_online(self, name: str) -> bool:
+        row = self.users.get(user_key(name))
+        return bool(row and row.online)
 
-    def selected_online(self) -> Optional[str]:
-        names = self.online_names()
-        return names[self.online_index] if 0 <= self.online_index < len(names) else None
+    def selected_conversation(self) -> Optional[str]:
+        conv = self.convs.by_number(self.conv_index + 1)
+        return conv.name if conv else None
+
+    def open_room(self) -> Optional[str]:
+        return self.peer if self.peer and is_room(self.peer) else None
 
     def visible_messages(self) -> List[Message]:
         """The open conversation, or everything sent and received; ascending by id."""
         msgs = sorted(self.messages.values(), key=lambda m: m.id)
         if self.peer is None:
             return msgs
-        key, me = user_key(self.peer), user_key(self.me)
-        return [m for m in msgs if {user_key(m.sender), user_key(m.to)} == {key, me}
-                or (key == me and user_key(m.sender) == me and user_key(m.to) == me)]
+        key = user_key(self.peer)
+        return [m for m in msgs if user_key(peer_of(m, self.me)) == key]
 
     def reply_target(self) -> Optional[Message]:
         """The selected message, else the last one received in view."""
@@ -290,32 +288,51 @@ class ChatState:
         received = [m for m in self.visible_messages() if user_key(m.sender) != mine]
         return received[-1] if received else None
 
+    def mentions_me(self, msg: Message) -> bool:
+        return user_key(msg.sender) != user_key(self.me) and mentions(msg.text, self.me)
+
     # ------------------------------------------------------------ updates
 
     def set_users(self, rows: List[Tuple[str, bool, int]]) -> None:
-        self.users = {user_key(n): UserRow(n, online, unread) for n, online, unread in rows}
+        """The directory from ``users``; a user with unread mail joins the conversations,
+        and the server's counts replace ours (after a reconnect they are the true ones)."""
+        self.users = {user_key(n): UserRow(n, online) for n, online, _ in rows}
+        for name, _, unread in rows:
+            if (unread or name in self.convs) and not self.is_open(name):
+                self.convs.add(name, unread=unread)
         self._clamp()
 
     def set_status(self, text: str, error: bool = False) -> None:
         self.status, self.status_is_error = text, error
 
     def add_messages(self, messages: List[Message]) -> None:
+        """Loaded history: every direct conversation in it joins the list (rooms join
+        only through ``rooms``/``join``: history may hold rooms one has left)."""
         for msg in messages:
             self.messages[msg.id] = msg
+            other = peer_of(msg, self.me)
+            if not is_room(other) and other not in self.convs:
+                self.convs.add(other)
 
     def on_message(self, msg: Message) -> bool:
-        """A message event; True when it deserves a beep (someone else wrote it)."""
+        """A message event; True when it deserves the bell: a direct message from someone
+        else, or a room message that mentions me (not every room message)."""
         if msg.id in self.messages:
             return False
         self.messages[msg.id] = msg
-        from_me = user_key(msg.sender) == user_key(self.me)
-        if not from_me:
-            row = self.users.setdefault(user_key(msg.sender), UserRow(msg.sender, True))
-            if not self.is_open(msg.sender):
-                row.unread += 1
-            else:
-                self.scroll = 0
-        return not from_me
+        other = peer_of(msg, self.me)
+        if is_room(other) and other not in self.convs:
+            return False                     # a room left meanwhile
+        self.convs.on_message(msg, self.is_open(other))
+        if self.is_open(other):
+            self.scroll = 0
+        if user_key(msg.sender) == user_key(self.me):
+            return False
+        return not is_room(other) or mentions(msg.text, self.me)
+
+    def on_read(self, name: str, upto: int) -> None:
+        """Another session of mine read ``name``: the counts here follow."""
+        self.convs.on_read(name, upto, self.messages.values())
 
     def is_open(self, name: str) -> bool:
         return self.peer is not None and user_key(self.peer) == user_key(name)
@@ -323,42 +340,67 @@ class ChatState:
     def on_presence(self, name: str, online: bool) -> None:
         row = self.users.setdefault(user_key(name), UserRow(name))
         row.online = online
-        self._clamp()
 
     def on_signup(self, name: str) -> None:
         self.users.setdefault(user_key(name), UserRow(name))
+
+    def on_room(self, name: str, topic: str, members: int, private: bool,
+                unread: int = 0, mentioned: bool = False) -> None:
+        """A room I am in, as the server describes it (load, create, join, topic)."""
+        conv = self.convs.add(name, topic=topic, members=members, private=private)
+        if not self.is_open(name):
+            conv.unread, conv.mentioned = unread, mentioned
+
+    def on_room_left(self, name: str) -> None:
+        """I left a room (here or in another session): gone from the list."""
+        self.convs.remove(name)
+        if self.is_open(name):
+            self.peer = None
+        self._clamp()
+
+    def on_members_changed(self, name: str, delta: int) -> None:
+        conv = self.convs.get(name)
+        if conv is not None:
+            conv.members = max(0, conv.members + delta)
+
+    def on_topic(self, name: str, topic: str) -> None:
+        conv = self.convs.get(name)
+        if conv is not None:
+            conv.topic = topic
 
     def open_conversation(self, name: Optional[str]) -> None:
         self.peer = self.canonical(name) if name else None
         self.scroll = 0
         self.selected_message = None
         if self.peer:
-            self.users[user_key(self.peer)].unread = 0
-            names = self.user_names()
-            self.user_index = names.index(self.peer)
-            self.set_status(f"Conversation with {self.peer}. Type and press Enter to send.")
+            conv = self.convs.add(self.peer)
+            conv.mark_read()
+            self.conv_index = (self.convs.number_of(self.peer) or 1) - 1
+            if conv.is_room:
+                self.set_status(f"Room {self.peer}. Type and press Enter to send; "
+                                "/members, /topic, /invite, /part.")
+            else:
+                self.set_status(f"Conversation with {self.peer}. Type and press Enter to send.")
         else:
             self.set_status("All messages you sent and received.")
 
     def cycle_focus(self, step: int = 1) -> None:
-        i = FOCUS_ORDER.index(self.focus)
+        i = FOCUS_ORDER.index(self.focus) if self.focus in FOCUS_ORDER else 0
         self.focus = FOCUS_ORDER[(i + step) % len(FOCUS_ORDER)]
         if self.focus != "messages":
             self.selected_message = None
 
     def move(self, delta: int) -> None:
         """Arrow keys in the focused pane."""
-        if self.focus == "users":
-            self.user_index += delta
-        elif self.focus == "online":
-            self.online_index += delta
+        if self.focus == "conversations":
+            self.conv_index += delta
         elif self.focus == "messages":
             msgs = self.visible_messages()
             if not msgs:
                 return
             ids = [m.id for m in msgs]
             if self.selected_message not in ids:
-                i = len(ids) - 1 if delta < 0 else len(ids) - 1
+                i = len(ids) - 1
             else:
                 i = ids.index(self.selected_message) + delta
             self.selected_message = ids[max(0, min(len(ids) - 1, i))]
@@ -368,16 +410,38 @@ class ChatState:
         self.scroll = max(0, self.scroll + rows)
 
     def _clamp(self) -> None:
-        self.user_index = max(0, min(self.user_index, len(self.users) - 1))
-        self.online_index = max(0, min(self.online_index, len(self.online_names()) - 1))
+        self.conv_index = max(0, min(self.conv_index, len(self.convs) - 1))
 
     def unread_to_mark(self) -> Optional[Tuple[str, int]]:
-        """(peer, newest id from them) when the open conversation has unread mail."""
+        """(conversation, newest id from others in it), to move the read marker there."""
         if self.peer is None:
             return None
-        theirs = [m.id for m in self.visible_messages()
-                  if user_key(m.sender) == user_key(self.peer)]
+        me = user_key(self.me)
+        theirs = [m.id for m in self.visible_messages() if user_key(m.sender) != me]
         return (self.peer, theirs[-1]) if theirs else None
+
+    # ------------------------------------------------------------ overlays
+
+    def open_picker(self, kind: str, title: str, rows: List[Tuple[str, str]]) -> None:
+        self.picker = Picker(kind, title, rows)
+        self.menu_open = False
+
+    def ask(self, action: str) -> None:
+        """Ask y/n before ``action`` (logging out, quitting)."""
+        self.confirm = action
+        self.menu_open = False
+        self.picker = None
+
+    def directory_rows(self, online_only: bool = False) -> List[Tuple[str, str]]:
+        """The users directory: ``● bob (2)`` (online, unread), you marked."""
+        rows = []
+        for name in (self.online_names() if online_only else self.user_names()):
+            conv = self.convs.get(name)
+            unread = f" ({conv.unread})" if conv and conv.unread else ""
+            mark = "●" if self.is_online(name) else " "
+            you = " (you)" if user_key(name) == user_key(self.me) else ""
+            rows.append((f"{mark} {name}{you}{unread}", name))
+        return rows
 
 
 def format_time(ts: float) -> str:
