@@ -17,6 +17,7 @@ from typing import Any, List, Tuple
 import pytest
 
 from chat import protocol as p
+from chat.server.handler import MAX_OWED_BATCHES
 from chat.store import Store
 
 from .support import RawConn
@@ -180,3 +181,27 @@ def test_fan_out_follows_logins_logouts_joins_and_leaves(chat_server, connect):
     alice.ok("send", to="#team", text="gone")
     carol.no_event("message")
     bob.no_event("message")
+
+
+def test_a_flooding_connection_stops_being_read_while_its_batches_are_owed(chat_server,
+                                                                            connect):
+    """Sends are taken off the socket without waiting for the store, so something
+    must bound what one connection can have submitted: past MAX_OWED_BATCHES
+    unanswered batches its handler stops reading (the kernel's buffers then push
+    back on the client) until the committer catches up. Nothing is lost."""
+    alice = connect()
+    alice.login("alice")
+    bob = connect()
+    bob.login("bob")
+    handler = next(h for h in chat_server._handlers if h.user == "alice")
+    count = 4 * MAX_OWED_BATCHES
+    with chat_server.store._lock:    # the committer cannot store a round meanwhile
+        for i in range(count):       # one frame per write: a batch per read, roughly
+            alice.send_obj({"op": "send", "id": i, "to": "bob", "text": f"m{i}"})
+            time.sleep(0.005)
+        time.sleep(0.3)
+        assert handler.undelivered <= MAX_OWED_BATCHES
+    replies = [alice.reply() for _ in range(count)]
+    assert [r["id"] for r in replies] == list(range(count)) and all(r["ok"] for r in replies)
+    assert [bob.event("message")["message"]["text"] for _ in range(count)] == \
+        [f"m{i}" for i in range(count)]

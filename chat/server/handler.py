@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("chat.server")
 
 _ACK_STALL_SECONDS = 60   # a commit this late means the disk is gone: give up on the peer
+#: A connection with this many batches submitted and not yet answered stops reading
+#: until they are: what a client may pipeline is bounded by the committer's pace, so a
+#: flood of sends costs memory in proportion to connections, not to time.
+MAX_OWED_BATCHES = 16
 _MIN_RECV = 4 * 1024
 _MAX_RECV = 256 * 1024
 
@@ -154,10 +158,7 @@ class ChatHandler(socketserver.BaseRequestHandler):
                 request = p.parse_request(obj)
                 if request.op != "send" and (self._sends or self.undelivered):
                     self._flush_replies()
-                    if not self.drained.wait(_ACK_STALL_SECONDS):
-                        log.error("closing %s: acknowledgements stalled for %d s",
-                                  self.peer, _ACK_STALL_SECONDS)
-                        self.outbox.close()
+                    if not self._wait_drained():
                         return
                 self._batch.append(self._run(request))
             except p.ChatError as exc:
@@ -167,6 +168,18 @@ class ChatHandler(socketserver.BaseRequestHandler):
                 self._batch.append(p.error_reply(
                     req_id, p.SERVER_ERROR, "the server failed on this request; it was logged"))
         self._flush_replies()
+        if self.undelivered >= MAX_OWED_BATCHES:   # the committer is behind: stop reading
+            self._wait_drained()
+
+    def _wait_drained(self) -> bool:
+        """Wait until every batch this connection submitted is answered; False (and the
+        connection closed) if that takes so long that the disk must be gone."""
+        if self.drained.wait(_ACK_STALL_SECONDS):
+            return True
+        log.error("closing %s: acknowledgements stalled for %d s", self.peer,
+                  _ACK_STALL_SECONDS)
+        self.outbox.close()
+        return False
 
     def _flush_replies(self) -> None:
         """Send the batch now, or submit it with its sends to wait for their commit (and
