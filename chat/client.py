@@ -106,6 +106,7 @@ class ChatClient:
         self._closed = False
         self._reader: Optional[threading.Thread] = None
         self._seen: set = set()
+        self._reconnecting = False            # the reconnect loop is running
 
     # ------------------------------------------------------------ connection
 
@@ -204,6 +205,17 @@ class ChatClient:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def state(self) -> str:
+        """The connection as it is now: ``connected`` (up and, after a reconnect, logged in
+        again), ``reconnecting``, ``disconnected`` (down, not trying) or ``closed``. What a
+        user is shown; ``connection`` events say when it may have changed."""
+        if self._closed:
+            return "closed"
+        if self._connected.is_set() and self._ready.is_set():
+            return "connected"
+        return "reconnecting" if self._reconnecting else "disconnected"
 
     # ------------------------------------------------------------ requests
 
@@ -394,6 +406,7 @@ class ChatClient:
         self._ready.clear()
         self._fail_pending(error)
         if self.reconnect and self._password is not None:
+            self._reconnecting = True
             self._emit_state("reconnecting", error)
             threading.Thread(target=self._reconnect_loop, name="chat-client-reconnect",
                              daemon=True).start()
@@ -449,6 +462,12 @@ class ChatClient:
     # ------------------------------------------------------------ reconnecting
 
     def _reconnect_loop(self) -> None:
+        try:
+            self._reconnect_until_done()
+        finally:
+            self._reconnecting = False
+
+    def _reconnect_until_done(self) -> None:
         delay = 0.2
         while not self._closed:
             try:
@@ -466,6 +485,7 @@ class ChatClient:
             try:
                 self._resume()
                 self._ready.set()
+                self._emit_state("resumed")
                 return
             except (ConnectionError, TimeoutError, p.ChatError) as exc:
                 log.info("could not resume the session: %s", exc)
@@ -475,6 +495,7 @@ class ChatClient:
                 if failed is not None:
                     _shutdown(failed)
                 if isinstance(exc, p.ChatError) and exc.code == p.AUTH_FAILED:
+                    self._reconnecting = False
                     self._emit_state("disconnected", f"log-in refused: {exc.message}")
                     return
                 if self._sleep(delay):
@@ -501,7 +522,6 @@ class ChatClient:
                 if self._note_seen(int(obj["id"])):
                     self.events.put({"event": "message", "message": obj})
             after = int(page[-1]["id"])
-        self._emit_state("resumed")
 
     def _emit_state(self, state: str, error: str = "") -> None:
         self.events.put({"event": "connection", "state": state, "error": error})

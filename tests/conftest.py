@@ -21,6 +21,15 @@ def no_server_left_behind():
             proc.wait(10)
 
 
+@pytest.fixture(autouse=True)
+def settings_home(tmp_path, monkeypatch):
+    """The client's settings file (chat/tui/settings.py) in a folder of the test's own,
+    never the runner's: the clients a test starts inherit ``XDG_CONFIG_HOME``."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture
 def make_server(tmp_path):
     """Start in-process servers: ``make_server(**ServerConfig overrides)``, each on a

@@ -13,7 +13,10 @@ import pytest
 pexpect = pytest.importorskip("pexpect")
 pyte = pytest.importorskip("pyte")
 
+from tests.pyte_scrolling import teach_pyte_scrolling  # noqa: E402
 from tests.support import ROOT, RawConn, ServerProcess  # noqa: E402
+
+teach_pyte_scrolling(pyte)   # ncurses scrolls a pane's rows with CSI S/T; pyte 0.8 drops them
 
 KEYS = {"enter": "\r", "tab": "\t", "down": "\x1bOB", "up": "\x1bOA", "f5": "\x1b[15~",
         "f10": "\x1b[21~", "f2": "\x1bOQ", "pgdn": "\x1b[6~", "esc": "\x1b",

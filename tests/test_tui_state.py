@@ -115,7 +115,9 @@ def test_layout_fits_the_terminal(h, w):
     for rect in (layout.conversations, layout.messages, layout.input, layout.status):
         assert rect.y >= 0 and rect.x >= 0 and rect.h >= 1 and rect.w >= 1
         assert rect.y + rect.h <= h and rect.x + rect.w <= w
-    assert layout.conversations.h == h - 2   # the whole height: no Users/Online halves
+    # the whole height above the notice line: no Users/Online halves
+    assert layout.conversations.h == h - 2 - layout.notice.h
+    assert layout.notice.y + layout.notice.h == layout.input.y
 
 
 @pytest.mark.parametrize("h, w", [(MIN_HEIGHT - 1, 80), (24, MIN_WIDTH - 1), (1, 1)])

@@ -24,6 +24,7 @@ from chat import __version__  # the package root: a constant, no part
 from .. import protocol as p
 from ..client import ChatClient, ServerUnreachable
 from . import panes
+from .bell import FocusFilter, should_ring
 from .commands import (
     KEY_HELP,
     MENU_ITEMS,
@@ -34,8 +35,14 @@ from .commands import (
     parse_command,
 )
 from .conversations import peer_of
-from .keys import Event, InputDecoder, Key, KeyReader, Paste
+from .keys import ALT_EDIT_KEYS, EDIT_KEYS, Event, InputDecoder, Key, KeyReader, Paste
+from .notices import connection_label, drop_stale_events, notice_height
+from .outbox import make_outbox
+from .preferences import Preferences
 from .rooms import RoomCommands
+from .scrollback import FETCHED, Scrollback
+from .search import SEARCHED, SearchCommands, draw_search
+from .settings import Settings
 from .state import ChatState, InputLine, RateLimit, clean_paste
 from .terminal import TerminalGuard, guarded, suspendable
 from .text import is_text, sanitize, wrap_text
@@ -202,7 +209,7 @@ def login_error_text(exc: p.ChatError) -> str:
 GLOBAL_KEYS = {
     curses.KEY_F1: "help", curses.KEY_F2: "users", curses.KEY_F10: "menu", CTRL["o"]: "menu",
     CTRL["p"]: "previous", CTRL["n"]: "next", curses.KEY_BTAB: "focus_back",
-    curses.KEY_PPAGE: "page_up", curses.KEY_NPAGE: "page_down",
+    curses.KEY_PPAGE: "page_up", curses.KEY_NPAGE: "page_down", CTRL["r"]: "search",
 }
 #: Alt-x arrives as Esc then x: x → action (the digits go to conversations by number).
 ALT_KEYS = {"a": "activity", "m": "menu", **{str(n): f"goto {n}" for n in range(1, 10)},
@@ -211,15 +218,23 @@ ALT_KEYS = {"a": "activity", "m": "menu", **{str(n): f"goto {n}" for n in range(
 ESC_PREFIX_SECONDS = 0.5
 
 
-class ChatApp(RoomCommands):
+class ChatApp(RoomCommands, Scrollback, SearchCommands):
     """The main screen: panes, keys, slash commands, events."""
 
     def __init__(self, win, client: ChatClient, server: str, beep: bool,
-                 reader: Optional[KeyReader] = None) -> None:
+                 reader: Optional[KeyReader] = None,
+                 prefs: Optional[Preferences] = None) -> None:
         self.win = win
         self.reader = reader or KeyReader(win)
         self.client = client
-        self.state = ChatState(client.username or "?", server, beep)
+        self.prefs = prefs or Preferences(no_beep=not beep)
+        self.state = ChatState(client.username or "?", server, self.prefs.beep)
+        self.state.connection = connection_label(client)
+        self.outbox = make_outbox(client)
+        self._keepers: Dict[int, Callable[[str], None]] = {}   # where refused text goes back
+        self.state.outbox = self.outbox
+        self.focus = FocusFilter()
+        self.notice_line = panes.NoticeLine()
         self.line = InputLine()
         self.colors = panes.Colors()
         self.conversations_pane = panes.ConversationsPane()
@@ -237,12 +252,16 @@ class ChatApp(RoomCommands):
             "join": self.on_join_event, "leave": self.on_leave_event,
             "topic": self.on_topic_event, "invited": self.on_invited_event,
             "room": self.on_room_event, "read": self.on_read_event,
+            "outbox": self.on_outbox_event,
+            FETCHED: self.on_fetched_event, SEARCHED: self.on_search_event,
         }
         self.commands: Dict[str, Callable[[Command], bool]] = {
             "say": self.cmd_say, "msg": self.cmd_msg, "open": self.cmd_open,
             "reply": lambda cmd: self.reply(cmd.text), "join": self.cmd_join,
             "part": self.cmd_part, "create": self.cmd_create, "invite": self.cmd_invite,
-            "topic": self.cmd_topic, "help": self.cmd_help,
+            "topic": self.cmd_topic, "help": self.cmd_help, "search": self.cmd_search,
+            "mute": lambda cmd: self.cmd_mute(cmd, True),
+            "unmute": lambda cmd: self.cmd_mute(cmd, False),
         }
         self.actions: Dict[str, Callable[[], object]] = {
             "users": lambda: self.show_users(False), "online": lambda: self.show_users(True),
@@ -253,8 +272,8 @@ class ChatApp(RoomCommands):
             "menu": self.open_menu, "previous": lambda: self.step(-1),
             "next": lambda: self.step(1), "activity": self.next_active,
             "focus_back": lambda: self.state.cycle_focus(-1),
-            "page_up": lambda: self.state.scroll_by(self.page()),
-            "page_down": lambda: self.state.scroll_by(-self.page()),
+            "page_up": self.page_up, "page_down": self.page_down,
+            "bottom": self.to_bottom, "search": self.open_search,
         }
 
     # ------------------------------------------------------------ data
@@ -273,8 +292,10 @@ class ChatApp(RoomCommands):
             state.set_status(f"Could not load: {sanitize(str(exc))}", error=True)
 
     def mark_read(self) -> None:
+        """Move the read marker; not while the connection is down (the request would wait
+        for the reconnect, freezing the screen): ``resumed`` marks it then."""
         target = self.state.unread_to_mark()
-        if target is None:
+        if target is None or connection_label(self.client) != "connected":
             return
         try:
             self.client.read(*target)
@@ -282,7 +303,8 @@ class ChatApp(RoomCommands):
             pass  # the count will be fixed at the next read
 
     def drain_events(self) -> bool:
-        changed = False
+        label = connection_label(self.client)
+        changed, self.state.connection = label != self.state.connection, label
         while True:
             try:
                 ev = self.client.events.get_nowait()
@@ -314,25 +336,48 @@ class ChatApp(RoomCommands):
         elif ring:
             state.set_status(f"{sanitize(msg.sender)} mentioned you in {sanitize(where)}."
                              if p.is_room(where) else f"New message from {sanitize(msg.sender)}")
-        if ring and state.beep and self.bell.allow():
+        if should_ring(ring, state.beep, self.prefs.is_muted(where), state.is_open(where),
+                       self.focus.focused) and self.bell.allow():
             notify(True)
 
     def on_presence_event(self, ev: dict) -> None:
         self.state.on_presence(str(ev.get("username")), bool(ev.get("online")))
 
     def on_connection_event(self, ev: dict) -> None:
+        """What happened, said in the notice line; the status bar shows the client's state
+        as it is now (``connection_label``), never an event's word for it."""
         state, what = self.state, ev.get("state")
+        state.connection = connection_label(self.client)
         if what == "reconnecting":
-            state.connection = "reconnecting…"
             state.set_status(f"Connection lost ({sanitize(str(ev.get('error')))}); "
                              "reconnecting…", error=True)
         elif what == "resumed":
-            state.connection = "connected"
             self.load()
-            state.set_status("Reconnected.")
+            self.mark_read()
+            waiting = self.outbox.waiting()
+            state.set_status(f"Reconnected; sending {waiting} waiting message"
+                             f"{'' if waiting == 1 else 's'}." if waiting else "Reconnected.")
         elif what == "disconnected":
-            state.connection = "disconnected"
             state.set_status(f"Disconnected: {sanitize(str(ev.get('error')))}", error=True)
+
+    def on_outbox_event(self, ev: dict) -> None:
+        """A message sent off the UI thread was stored (or refused: it stays, marked)."""
+        item, msg = self.outbox.settle(ev)
+        if item is None:
+            return
+        keep = self._keepers.pop(item.key, None)
+        if msg is None:
+            why = f"Not sent to {sanitize(item.to)}: {sanitize(str(ev.get('error')))}"
+            if keep is not None and not self.line.text and self.line.pending is None:
+                self.outbox.forget(item)
+                keep(item.text)
+                self.state.set_status(why + "; your text is back in the input line.", True)
+            else:
+                self.state.set_status(why + " (marked ✗ above).", error=True)
+            return
+        self.state.on_message(msg)
+        self.state.scroll = 0
+        self.state.set_status(f"Sent to {sanitize(item.to)}.")
 
     def on_error_event(self, ev: dict) -> None:
         self.state.set_status(f"Server: {sanitize(str(ev.get('message')))}", error=True)
@@ -435,7 +480,22 @@ class ChatApp(RoomCommands):
 
     def toggle_beep(self) -> None:
         self.state.beep = not self.state.beep
-        self.state.set_status(f"Beep {'on' if self.state.beep else 'off'}.")
+        problem = self.prefs.set_beep(self.state.beep)
+        self.state.set_status(f"Beep {'on' if self.state.beep else 'off'}."
+                              + (f" ({sanitize(problem)})" if problem else ""), error=bool(problem))
+
+    def cmd_mute(self, cmd: Command, muted: bool) -> bool:
+        """``/mute [NAME]``, ``/unmute [NAME]``: no bell for a conversation (the open one
+        by default), kept in the settings file."""
+        name = self.state.canonical(cmd.args[0]) if cmd.args else self.state.peer
+        if name is None:
+            return self.fail(f"No conversation {sanitize(cmd.args[0])!r}." if cmd.args else
+                             f"Open a conversation first, or /{cmd.name} NAME.")
+        problem = self.prefs.mute(name, muted)
+        said = f"{sanitize(name)} {'muted: no bell' if muted else 'unmuted'}."
+        self.state.set_status(said + (f" ({sanitize(problem)})" if problem else ""),
+                              error=bool(problem))
+        return True
 
     def goto(self, number: int) -> bool:
         conv = self.state.convs.by_number(number)
@@ -457,34 +517,26 @@ class ChatApp(RoomCommands):
             self.open(conv.name)
 
     def open(self, name: Optional[str]) -> None:
+        """Open a conversation: what is loaded shows at once, its newest page comes in
+        the background (``Scrollback.open_history``)."""
         self.state.open_conversation(name)
+        self.open_history()
         if name:
-            try:
-                self.state.add_messages(self.client.history(with_user=self.state.peer or name,
-                                                            limit=p.MAX_HISTORY_LIMIT))
-            except (p.ChatError, ConnectionError, TimeoutError) as exc:
-                self.state.set_status(f"Could not load: {sanitize(str(exc))}", error=True)
             self.mark_read()
             self.state.focus = "input"
 
     def send(self, to: str, text: str, reply_to: Optional[int] = None,
              keep: Optional[Callable[[str], None]] = None) -> bool:
-        """Send, or keep the text (``keep``, by default back into the line) and say why not."""
-        keep = keep or self.line.set
-        try:
-            msg = self.client.send(to, text, reply_to=reply_to)
-        except p.ChatError as exc:
-            self.state.set_status(f"Not sent: {sanitize(exc.message)}", error=True)
-            keep(text)
-            return False
-        except (ConnectionError, TimeoutError) as exc:
-            self.state.set_status(f"Not sent ({sanitize(str(exc))}); your text is kept.",
-                                  error=True)
-            keep(text)
-            return False
-        self.state.on_message(msg)
+        """Hand the message to the outbox and return at once: it shows pending until the
+        server has it (``on_outbox_event``), across a reconnect if need be. If the server
+        refuses it, ``keep`` (by default: into the line) gets the text back, when the
+        input line is empty by then; else it stays shown, marked with the reason."""
         self.state.scroll = 0
-        self.state.set_status(f"Sent to {sanitize(to)}.")
+        item = self.outbox.submit(to, text, reply_to)
+        self._keepers[item.key] = keep or self.line.set
+        if self.state.connection != "connected":
+            self.state.set_status(f"Not connected: your message to {sanitize(to)} is kept "
+                                  "and sent when the connection is back.", error=True)
         return True
 
     def reply(self, text: str) -> bool:
@@ -564,14 +616,15 @@ class ChatApp(RoomCommands):
         """True when a printable key would only be inserted into the input line."""
         state = self.state
         return not (state.picker or state.menu_open or state.confirm or self._esc
-                    or self.line.pending is not None)
+                    or self.line.pending is not None or state.search is not None)
 
     def key(self, ch) -> None:
         """One key: an overlay takes it first, then an Alt prefix, the keys that work
         everywhere (``GLOBAL_KEYS``), and last the focused pane."""
         state = self.state
         overlay = (self.confirm_key if state.confirm else self.menu_key if state.menu_open
-                   else self.picker_key if state.picker else None)
+                   else self.picker_key if state.picker
+                   else self.search_key if state.search is not None else None)
         if overlay is not None:
             overlay(ch)
             return
@@ -581,7 +634,11 @@ class ChatApp(RoomCommands):
             if fresh and isinstance(ch, str) and ch.lower() in ALT_KEYS:
                 self.action(ALT_KEYS[ch.lower()])
                 return
-        if ch in GLOBAL_KEYS:
+            if fresh and self.alt_edit_key(ch):
+                return
+        if ch == curses.KEY_BTAB and state.focus == "input" and self.line.completing():
+            self.complete(-1)
+        elif ch in GLOBAL_KEYS:
             self.action(GLOBAL_KEYS[ch])
         elif ch == ESC and self.line.pending is not None:
             self.paste_key(ch)
@@ -590,7 +647,7 @@ class ChatApp(RoomCommands):
         elif ch == 9:
             if (state.focus == "input" and self.line.pending is None
                     and self.line.text.strip()):
-                self.line.complete(state.completion_names())
+                self.complete(1)
             else:
                 state.cycle_focus(1)
         elif state.focus == "input":
@@ -605,11 +662,13 @@ class ChatApp(RoomCommands):
             return
         handlers = {curses.KEY_LEFT: line.left, curses.KEY_RIGHT: line.right,
                     curses.KEY_HOME: line.home, curses.KEY_END: line.end,
-                    CTRL["a"]: line.home, CTRL["e"]: line.end, CTRL["u"]: line.kill_line,
+                    CTRL["a"]: line.home, CTRL["e"]: line.end,
                     curses.KEY_DC: line.delete, curses.KEY_UP: line.history_prev,
                     curses.KEY_DOWN: line.history_next}
         if ch in handlers:
             handlers[ch]()
+        elif ch in EDIT_KEYS:
+            getattr(line, EDIT_KEYS[ch])()
         elif ch in BACKSPACE_KEYS:
             line.backspace()
         elif ch in ENTER_KEYS:
@@ -617,12 +676,36 @@ class ChatApp(RoomCommands):
         elif isinstance(ch, str) and is_text(ch):
             line.insert(ch)
 
+    def alt_edit_key(self, ch) -> bool:
+        """Alt-b/f/d, Alt-Backspace, Alt-Enter (``ALT_EDIT_KEYS``): the input line's from
+        any pane, as typing is; True when ``ch`` was one. A waiting paste keeps its keys."""
+        name = ALT_EDIT_KEYS.get(ch.lower() if isinstance(ch, str) else ch)
+        if name is None or self.line.pending is not None:
+            return False
+        self.state.focus = "input"
+        getattr(self.line, name)()
+        return True
+
+    def complete(self, step: int) -> None:
+        """Tab / Shift-Tab in the input line: the next / previous matching name (not mine)."""
+        me = p.user_key(self.state.me)
+        names = [n for n in self.state.completion_names() if p.user_key(n) != me]
+        if not self.line.complete(names, step):
+            self.state.set_status("Nothing to complete: Tab completes user names, #rooms "
+                                  "and /commands.")
+
     def pane_key(self, ch) -> None:
         state = self.state
-        if ch == curses.KEY_UP:
-            state.move(-1)
-        elif ch == curses.KEY_DOWN:
-            state.move(1)
+        messages = state.focus == "messages"
+        moves = {curses.KEY_UP: -1, curses.KEY_DOWN: 1}
+        if ch in moves and messages:
+            self.move_selection(moves[ch])     # the view follows; ↑ at the top loads older
+        elif ch in moves:
+            state.move(moves[ch])
+        elif messages and ch == curses.KEY_END:
+            self.to_bottom()
+        elif messages and ch == curses.KEY_HOME:
+            self.to_top()
         elif ch in ENTER_KEYS:
             if state.focus == "conversations":
                 self.open(state.selected_conversation())
@@ -687,7 +770,8 @@ class ChatApp(RoomCommands):
         win = self.win
         win.erase()
         height, width = win.getmaxyx()
-        layout = panes.compute_layout(height, width)
+        layout = panes.compute_layout(height, width,
+                                      notice_height(self.state.status, height, width))
         if layout is None:
             panes.draw_too_small(win, height, width)
             win.refresh()
@@ -699,6 +783,7 @@ class ChatApp(RoomCommands):
             panes.put(win, y, layout.messages.x - 1, "│", self.colors.dim)
         cursor_x = self.input_pane.draw(win, layout.input, state, self.line, self.colors)
         self.status_bar.draw(win, layout.status, state, self.colors)
+        self.notice_line.draw(win, layout.notice, state, self.colors)
         if state.confirm:
             panes.draw_confirm(win, state, self.colors)
         elif state.menu_open:
@@ -706,6 +791,8 @@ class ChatApp(RoomCommands):
                                state.menu_index, self.colors)
         elif state.picker:
             panes.draw_picker(win, state, self.colors)
+        elif state.search is not None:
+            draw_search(win, state.search, state.me, self.colors)
         try:
             curses.curs_set(1 if state.focus == "input" else 0)
             win.move(layout.input.y, min(cursor_x, width - 1))
@@ -726,7 +813,7 @@ class ChatApp(RoomCommands):
                 self.draw()
                 dirty = False
             try:
-                events = coalesce(next_events(self.reader, self.decoder))
+                events = coalesce(self.focus.take(next_events(self.reader, self.decoder)))
             except KeyboardInterrupt:
                 if self.state.confirm == "quit":
                     return
@@ -792,13 +879,16 @@ def coalesce(events: Sequence[Event]) -> List[Event]:
 
 def run_curses(stdscr, client: ChatClient, args, password: Optional[str],
                guard: Optional[TerminalGuard] = None,
-               unreachable: Optional[ConnectionError] = None) -> int:
-    """Inside curses: bracketed paste on, and typeahead dropped however this ends."""
+               unreachable: Optional[ConnectionError] = None,
+               prefs: Optional[Preferences] = None) -> int:
+    """Inside curses: bracketed paste and focus reports on, and typeahead dropped however
+    this ends."""
     guard = guard or TerminalGuard(-1, -1)
     guard.enable_paste()
+    guard.enable_focus()
     try:
         with suspendable(guard, curses.endwin, stdscr.refresh):
-            return run_screens(stdscr, client, args, password, unreachable)
+            return run_screens(stdscr, client, args, password, unreachable, prefs)
     finally:
         try:
             curses.flushinp()
@@ -807,17 +897,22 @@ def run_curses(stdscr, client: ChatClient, args, password: Optional[str],
 
 
 def run_screens(stdscr, client: ChatClient, args, password: Optional[str],
-                unreachable: Optional[ConnectionError] = None) -> int:
+                unreachable: Optional[ConnectionError] = None,
+                prefs: Optional[Preferences] = None) -> int:
     """The login screen and the main screen, again after each log-out. ``unreachable``:
-    why the first connection failed, said on the login screen."""
+    why the first connection failed, said on the login screen. ``prefs``: the settings
+    (the last user is the login screen's default when no --user is given)."""
     server = f"{args.host}:{args.port}"
+    prefs = prefs or Preferences(no_beep=args.no_beep)
+    warning = prefs.warning
+    focus = FocusFilter()
     stdscr.keypad(True)
     if hasattr(curses, "set_escdelay"):
         curses.set_escdelay(50)
     colors = panes.Colors()
     reader = KeyReader(stdscr, locale.getpreferredencoding(False))
     while True:
-        form = LoginForm(client, server, args.user)
+        form = LoginForm(client, server, args.user or prefs.settings.last_user)
         if not client.connected:
             form.fail(connection_error_text(unreachable) if unreachable else
                       f"Cannot reach {server}. Is the server running? Press Enter to try again.")
@@ -832,9 +927,12 @@ def run_screens(stdscr, client: ChatClient, args, password: Optional[str],
             except (ConnectionError, TimeoutError) as exc:
                 form.fail(connection_error_text(exc))
             password = None
-        if client.username is None and login_screen(reader, form, colors) is None:
+        if client.username is None and login_screen(reader, form, colors, focus) is None:
             return 0
-        app = ChatApp(stdscr, client, server, beep=not args.no_beep, reader=reader)
+        app = main_screen(stdscr, client, args, reader, prefs, focus)
+        if warning:
+            app.state.set_status(f"Settings: {sanitize(warning)}", error=True)
+            warning = None
         try:
             app.run()
             return 0
@@ -845,9 +943,26 @@ def run_screens(stdscr, client: ChatClient, args, password: Optional[str],
                 pass
             client.username = None
             password = None
+        finally:
+            app.outbox.stop()
 
 
-def login_screen(reader: KeyReader, form: LoginForm, colors: panes.Colors) -> Optional[str]:
+def main_screen(stdscr, client: ChatClient, args, reader: KeyReader, prefs: Preferences,
+                focus: FocusFilter) -> ChatApp:
+    """The main screen after a login: the login remembered, the login screen's connection
+    news (a server that closed an idle connection) dropped, the focus carried over."""
+    problem = prefs.remember_login(args.host, args.port, client.username or "")
+    drop_stale_events(client.events)
+    app = ChatApp(stdscr, client, f"{args.host}:{args.port}", beep=prefs.beep, reader=reader,
+                  prefs=prefs)
+    app.focus = focus
+    if problem:
+        app.state.set_status(f"Settings: {sanitize(problem)}", error=True)
+    return app
+
+
+def login_screen(reader: KeyReader, form: LoginForm, colors: panes.Colors,
+                 focus: Optional[FocusFilter] = None) -> Optional[str]:
     """The login form until logged in (the name) or Esc (None).
 
     Bracketed pastes go into the field as text (an Esc in their markers must
@@ -860,7 +975,7 @@ def login_screen(reader: KeyReader, form: LoginForm, colors: panes.Colors) -> Op
         if dirty:
             form.draw(reader.win, colors)
             reader.win.refresh()
-        events = next_events(reader, decoder)
+        events = (focus or FocusFilter()).take(next_events(reader, decoder))
         dirty = bool(events)
         for event in events:
             if isinstance(event, Paste):
@@ -903,20 +1018,33 @@ def parse_args(argv: Optional[List[str]] = None):
         description="parallel-chat terminal client: your conversations (rooms and people) "
                     "on the left, the open one on the right; slash commands (/help inside).",
         epilog=f"keys on the main screen:\n{keys}")
-    parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_number, default=p.DEFAULT_PORT,
-                        help=f"server port (default {p.DEFAULT_PORT})")
+    parser.add_argument("--host", help="server address (default: the last one logged in to, "
+                                       "else 127.0.0.1)")
+    parser.add_argument("--port", type=port_number,
+                        help=f"server port (default: the last one, else {p.DEFAULT_PORT})")
     parser.add_argument("--user", help="log in as USER: only the password is asked "
                                        "(CHAT_PASSWORD in the environment skips that too)")
-    parser.add_argument("--no-beep", action="store_true", help="no bell on new messages")
+    parser.add_argument("--no-beep", action="store_true",
+                        help="no bell on new messages, this run only (/beep is saved)")
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--tls-ca", help="CA certificate (PEM) to trust, e.g. a self-signed one")
     parser.add_argument("--version", action="version", version=f"parallel-chat {__version__}")
     return parser.parse_args(argv)
 
 
+def server_defaults(args, settings: Settings) -> None:
+    """--host and --port when not given: the last server logged in to (when neither was
+    given), else 127.0.0.1 and the default port."""
+    if args.host is None and args.port is None and settings.last_host:
+        args.host, args.port = settings.last_host, settings.last_port
+    args.host = args.host or "127.0.0.1"
+    args.port = args.port or p.DEFAULT_PORT
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    prefs = Preferences.from_environment(no_beep=args.no_beep)
+    server_defaults(args, prefs.settings)
     problem = unresolvable(args.host, args.port)
     if problem is not None:
         print(f"chat-client: cannot connect: {problem}", file=sys.stderr)
@@ -938,7 +1066,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         unreachable = exc  # the login screen says so, and Enter tries again
     try:
         with guarded() as guard:
-            return curses.wrapper(run_curses, client, args, password, guard, unreachable)
+            return curses.wrapper(run_curses, client, args, password, guard, unreachable,
+                                  prefs)
     except KeyboardInterrupt:
         return 0
     finally:

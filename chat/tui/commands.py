@@ -42,10 +42,15 @@ COMMANDS: Dict[str, Spec] = {
     "users": Spec("/users", "every user, ● online; Enter opens a conversation (also F2)"),
     "online": Spec("/online", "the users online now; Enter opens a conversation"),
     "all": Spec("/all", "every message you sent and received, all conversations"),
-    "beep": Spec("/beep", "the bell for direct messages and mentions on or off"),
+    "search": Spec("/search TEXT", "find TEXT in every conversation (also Ctrl-R); Enter "
+                   "opens the message where it was said", text="required"),
+    "beep": Spec("/beep", "the bell for direct messages and mentions on or off (kept)"),
     "help": Spec("/help [COMMAND]", "the keys and commands, or what one command does", 1, 0),
     "logout": Spec("/logout", "log out (asks first), back to the login screen"),
     "quit": Spec("/quit", "quit the client (asks first)"),
+    "mute": Spec("/mute [USER|#ROOM]", "no bell for the open conversation (or the one named); "
+                 "kept between runs", 1, 0),
+    "unmute": Spec("/unmute [USER|#ROOM]", "the bell again for a muted conversation", 1, 0),
 }
 
 #: Keys of the main screen, as the help shows them.
@@ -53,9 +58,17 @@ KEY_HELP: List[Tuple[str, str]] = [
     ("Alt-1…Alt-9", "open conversation 1…9 of the list on the left"),
     ("Alt-a", "the next conversation with activity (mentions and direct messages first)"),
     ("Ctrl-P / Ctrl-N", "previous / next conversation"),
-    ("Tab / Shift-Tab", "next / previous pane (in the input line: complete a name)"),
+    ("Tab / Shift-Tab", "next / previous pane; in the input line: complete a name, #room or "
+                        "/command, again for the next (Shift-Tab: back)"),
+    ("Alt-b / Alt-f", "a word back / forward (or Ctrl-← / Ctrl-→); Ctrl-A / Ctrl-E: start / end"),
+    ("Ctrl-W / Ctrl-K", "delete back to a space / to the end (Ctrl-U: to the start; Ctrl-Y: "
+                        "put it back)"),
+    ("Alt-Bksp / Alt-d", "delete the word before / after the cursor"),
+    ("Alt-Enter", "a new line in the message (shown as ⏎)"),
     ("↑/↓ Enter", "choose in a pane; Enter opens a conversation or replies to a message"),
-    ("PgUp / PgDn", "scroll the messages"),
+    ("PgUp / PgDn", "scroll the messages; older ones load at the top"),
+    ("Home / End", "in the messages pane: the oldest loaded / back to the newest"),
+    ("Ctrl-R", "search every conversation as you type; Enter jumps to the message"),
     ("F1", "the help: keys and commands"),
     ("F2", "all users (who is online), Enter opens a conversation"),
     ("F10 or Ctrl-O", "the menu"),

@@ -11,7 +11,14 @@ through ``InputDecoder`` first:
   anyone types: a paste. It is collected, together with whatever follows within
   ``burst_gap`` seconds, into one ``Paste`` too.
 
-Pure: no terminal here, the clock is passed in, so the tests drive it directly.
+The decoder also names the keys that curses leaves as raw escape sequences when
+the terminal's terminfo does not list them (``TERM=screen`` has no Ctrl-←):
+``ESC[1;5D`` becomes ``CTRL_LEFT``, a code past every curses key. Where terminfo
+lists them, curses gives a code of its own, named ``kLFT5``; ``KeyReader`` maps
+that to the same ``CTRL_LEFT``. The input line's keys are a table here
+(``EDIT_KEYS``, and ``ALT_EDIT_KEYS`` for those after Esc/Alt).
+
+Pure but for ``KeyReader``: the clock is passed in, so the tests drive it directly.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import curses
 import sys
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, Iterable, List, Optional, Sequence, Union
+from typing import Deque, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .text import is_text
 
@@ -30,6 +37,41 @@ PASTE_START: Sequence[Key] = (27, "[", "2", "0", "0", "~")
 PASTE_END: Sequence[Key] = (27, "[", "2", "0", "1", "~")
 ENTER_KEYS = frozenset((10, 13, curses.KEY_ENTER))
 TEXT_KEYS = {10: "\n", 13: "\r", curses.KEY_ENTER: "\n", 9: "\t"}   # control keys kept in a paste
+
+#: Keys curses has no standard code for: codes of our own, past every curses and Unicode code.
+CTRL_LEFT, CTRL_RIGHT, ALT_LEFT, ALT_RIGHT, CTRL_DELETE = range(0x110001, 0x110006)
+#: What terminals send for them, for terminfo entries that do not list them.
+SEQUENCES: Dict[Tuple[Key, ...], int] = {
+    tuple([27, *seq]): code for seq, code in (
+        ("[1;5D", CTRL_LEFT), ("[1;5C", CTRL_RIGHT), ("[5D", CTRL_LEFT), ("[5C", CTRL_RIGHT),
+        ("Od", CTRL_LEFT), ("Oc", CTRL_RIGHT),                  # rxvt
+        ("[1;3D", ALT_LEFT), ("[1;3C", ALT_RIGHT), ("[3;5~", CTRL_DELETE))
+}
+#: The names ncurses gives them where terminfo lists them (extended capabilities), and
+#: PDCurses' names on Windows (not tried there).
+CURSES_NAMES: Dict[bytes, int] = {
+    b"kLFT5": CTRL_LEFT, b"kRIT5": CTRL_RIGHT, b"kLFT3": ALT_LEFT, b"kRIT3": ALT_RIGHT,
+    b"kDC5": CTRL_DELETE, b"CTL_LEFT": CTRL_LEFT, b"CTL_RIGHT": CTRL_RIGHT,
+    b"ALT_LEFT": ALT_LEFT, b"ALT_RIGHT": ALT_RIGHT, b"CTL_DEL": CTRL_DELETE,
+}
+_PREFIXES = frozenset(seq[:n] for seq in (*SEQUENCES, tuple(PASTE_START))
+                      for n in range(1, len(seq) + 1))
+
+CTRL = {ch: ord(ch) - 0x60 for ch in "abcdefghijklmnopqrstuvwxyz"}
+BACKSPACE_KEYS = (curses.KEY_BACKSPACE, 127, 8)
+#: The input line's keys (readline's): key → ``InputLine`` method.
+EDIT_KEYS: Dict[Key, str] = {
+    CTRL["w"]: "kill_big_word_back", CTRL["k"]: "kill_to_end", CTRL["u"]: "kill_to_start",
+    CTRL["y"]: "yank", CTRL_LEFT: "word_left", CTRL_RIGHT: "word_right",
+    ALT_LEFT: "word_left", ALT_RIGHT: "word_right", CTRL_DELETE: "kill_word",
+}
+#: The same after Esc (Alt-x; a str key is matched lower-cased): key → method.
+ALT_EDIT_KEYS: Dict[Key, str] = {
+    "b": "word_left", "f": "word_right", "d": "kill_word",
+    curses.KEY_LEFT: "word_left", curses.KEY_RIGHT: "word_right",
+    **{k: "kill_word_back" for k in BACKSPACE_KEYS},
+    **{k: "newline" for k in ENTER_KEYS},
+}
 
 #: Keys arriving this soon after a burst belong to it (no one types that fast).
 BURST_GAP = 0.03
@@ -76,8 +118,10 @@ class KeyReader:
             code = self.win.getch()
             if code < 0:
                 return None
-            if code < 0x20 or code == 0x7F or code > 0xFF:
-                return code                    # Enter, Esc, Ctrl-x, KEY_*
+            if code > 0xFF:
+                return named_key(code)         # KEY_*, and Ctrl-← and friends by name
+            if code < 0x20 or code == 0x7F:
+                return code                    # Enter, Esc, Ctrl-x
             self._chars.extend(self.decoder.decode(bytes((code,))))
         return self._chars.popleft()
 
@@ -86,9 +130,23 @@ class KeyReader:
             key = self.win.get_wch()
         except curses.error:
             return None
-        if isinstance(key, str) and (key < " " or key == "\x7f"):
-            return ord(key)
-        return key
+        if isinstance(key, str):
+            return ord(key) if key < " " or key == "\x7f" else key
+        return named_key(key)
+
+
+_NAMED: Dict[int, int] = {}
+
+
+def named_key(code: int) -> int:
+    """A curses key code, or ours for a key that ncurses knows only by name (kLFT5)."""
+    if code not in _NAMED:
+        try:
+            name = curses.keyname(code)
+        except (curses.error, ValueError):
+            name = b""
+        _NAMED[code] = CURSES_NAMES.get(name, code)
+    return _NAMED[code]
 
 
 def paste_text(keys: Iterable[Key]) -> str:
@@ -171,10 +229,15 @@ class InputDecoder:
     # ------------------------------------------------------------ steps
 
     def _outside(self, key: Key, plain: List[Key], out: List[Event]) -> None:
-        """A key outside a bracketed paste: watch for the start marker."""
+        """A key outside a bracketed paste: watch for the start marker, and for the
+        sequences of keys that curses did not name (``SEQUENCES``)."""
         self._held.append(key)
-        if list(PASTE_START[:len(self._held)]) == self._held:
-            if len(self._held) == len(PASTE_START):
+        held = tuple(self._held)
+        if held in _PREFIXES:
+            if held in SEQUENCES:
+                self._held = []
+                plain.append(SEQUENCES[held])
+            elif len(held) == len(PASTE_START) and list(held) == list(PASTE_START):
                 self._held = []
                 self._flush_plain(plain, out)
                 plain.clear()

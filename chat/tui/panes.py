@@ -10,10 +10,13 @@ import curses
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ..protocol import Message, user_key
+from ..protocol import Message
 from .commands import MENU_ITEMS
+from .history import RowStyle, build_rows, new_below_line, quote_text
+from .notices import notice_rows, status_text
+from .outbox import pending_rows
 from .state import CONFIRM_QUESTIONS, ChatState, format_time
-from .text import pad, sanitize, text_width, truncate, window, wrap_text
+from .text import pad, sanitize, text_width, truncate, window
 
 MIN_WIDTH = 40
 MIN_HEIGHT = 10
@@ -33,23 +36,26 @@ class Layout:
     messages: Rect
     input: Rect
     status: Rect
+    notice: Rect
 
 
-def compute_layout(height: int, width: int) -> Optional[Layout]:
+def compute_layout(height: int, width: int, notice_rows: int = 1) -> Optional[Layout]:
     """Where each pane goes for a terminal of this size; None if it is too small.
 
     The conversations list has the whole height on the left: it is what tells
     you where there is something to read. The users directory is an overlay (F2).
+    The notice (``notices.py``) has ``notice_rows`` rows of its own above the input.
     """
     if height < MIN_HEIGHT or width < MIN_WIDTH:
         return None
     side = max(14, min(24, width // 4))
-    body = height - 2                      # input line and status bar below
+    body = height - 2 - notice_rows        # notice, input line and status bar below
     return Layout(
         conversations=Rect(0, 0, body, side),
         messages=Rect(0, side + 1, body, width - side - 1),
         input=Rect(height - 2, 0, 1, width),
         status=Rect(height - 1, 0, 1, width),
+        notice=Rect(body, 0, notice_rows, width),
     )
 
 
@@ -155,29 +161,21 @@ Row = Tuple[str, str, Optional[int]]   # text, role, message id
 
 
 def message_rows(state: ChatState, width: int) -> List[Row]:
-    """The messages pane as rows of at most ``width`` columns (pure: tested directly)."""
-    rows: List[Row] = []
-    me = user_key(state.me)
-    for msg in state.visible_messages():
-        who = sanitize(msg.sender)
-        if state.peer is None:
-            who += " → " + sanitize(msg.to)
-        role = "me" if user_key(msg.sender) == me else "them"
-        rows.append((truncate(f"{format_time(msg.ts)} {who}", width), role, msg.id))
-        if msg.reply_to is not None:
-            rows.append((truncate("  ↪ " + _quote(state, msg.reply_to), width), "quote", msg.id))
-        body = "mention" if state.mentions_me(msg) else "text"
-        for line in wrap_text(msg.text, max(1, width - 2)):
-            rows.append(("  " + line, body, msg.id))
-    return rows
+    """The messages pane as rows of at most ``width`` columns (pure: tested directly):
+    day lines, runs of one sender under one header, the read marker, the paging line
+    (``history.build_rows``)."""
+    view = state.view
+    style = RowStyle(state.me, show_to=state.peer is None,
+                     quote=lambda msg_id: _quote(state, msg_id),
+                     mentions_me=state.mentions_me, clock=format_time, marker=view.marker,
+                     top=state.paging().top_line(state.peer is None))
+    return build_rows(state.visible_messages(), width, style,
+                      view.row_cache(width, style.show_to))
 
 
 def _quote(state: ChatState, msg_id: int) -> str:
-    original: Optional[Message] = state.messages.get(msg_id)
-    if original is None:
-        return f"reply to message #{msg_id}"
-    first = sanitize(original.text.split("\n", 1)[0])
-    return f"reply to {sanitize(original.sender)}: “{truncate(first, 40)}”"
+    original: Optional[Message] = state.messages.get(msg_id) or state.view.quotes.get(msg_id)
+    return quote_text(original, msg_id, fetching=msg_id not in state.view.quotes)
 
 
 def messages_title(state: ChatState) -> str:
@@ -193,26 +191,31 @@ def messages_title(state: ChatState) -> str:
 
 
 class MessagesPane:
-    """The open conversation (or all messages), newest at the bottom, scrollable."""
+    """The open conversation (or all messages), newest at the bottom, scrollable. Drawing
+    tells ``state.view`` where the rows fell (``MessageView.place``), which the keys use."""
 
     def draw(self, win, rect: Rect, state: ChatState, colors: Colors) -> None:
+        view = state.view
         title = messages_title(state)
-        if state.scroll:
-            title += f"  (scrolled up {state.scroll}; PgDn returns)"
+        if view.scrolled():
+            title += "  (scrolled up; PgDn returns)"
         draw_title(win, rect, title, state.focus == "messages", colors)
-        rows = message_rows(state, rect.w - 1)
+        rows = message_rows(state, rect.w - 1) + pending_rows(state.outbox, state.peer,
+                                                             state.me, rect.w - 1)
         height = rect.h - 1
-        if not rows:
+        if not any(row[2] is not None for row in rows) and len(rows) <= 1:
             hint = ("No messages yet. Type below and press Enter to send."
                     if state.peer else "No messages yet. F2 lists the users; Enter opens one.")
             put(win, rect.y + 2, rect.x + 1, hint, colors.dim)
-            return
-        state.scroll = min(state.scroll, max(0, len(rows) - height))
-        end = len(rows) - state.scroll
-        visible = rows[max(0, end - height):end]
+        top = view.place(rows, height, state.selected_message)
+        visible = rows[top:top + height]
+        if view.new_below and not view.follow and len(visible) == height:
+            visible[-1] = (new_below_line(view.new_below, rect.w - 1), "newbelow", None)
         for i, (text, role, msg_id) in enumerate(visible):
             attr = {"me": colors.me, "them": colors.online | curses.A_BOLD,
-                    "quote": colors.dim, "mention": colors.unread}.get(role, 0)
+                    "quote": colors.dim, "mention": colors.unread, "day": colors.dim,
+                    "paging": colors.dim, "marker": colors.error,
+                    "newbelow": colors.focus_title}.get(role, 0)
             if msg_id is not None and msg_id == state.selected_message:
                 attr |= colors.selected
             put(win, rect.y + 1 + i, rect.x + 1, pad(text, rect.w - 1), attr)
@@ -253,32 +256,32 @@ class InputPane:
             put(win, rect.y, rect.x, pad(prompt + preview, rect.w), attr | colors.me)
             return rect.x + min(rect.w - 1, prompt_w + text_width(preview))
         room = max(1, rect.w - prompt_w - 1)
-        start, end, cursor_col = window(line.text, line.cursor, room)
-        put(win, rect.y, rect.x, pad(prompt + sanitize(line.text[start:end]), rect.w), attr)
+        text = line.shown()                        # a newline as ⏎, same length
+        start, end, cursor_col = window(text, line.cursor, room)
+        put(win, rect.y, rect.x, pad(prompt + sanitize(text[start:end]), rect.w), attr)
         return rect.x + prompt_w + cursor_col
 
 
 class StatusBar:
-    """Who you are and the connection, then the activity line (always before the notice,
-    so a long notice never hides it), then the notice; key hints only if there is room."""
-
-    HINTS = " · F10 menu · /help"
-    #: Narrower than this, the server's address gives way to the activity and the notice.
-    ADDRESS_FROM = 72
+    """Who you are and the connection, then the activity line; the server's address and
+    key hints only where there is room (``notices.status_text``). Notices have their own
+    line (``NoticeLine``), so nothing here hides them."""
 
     def draw(self, win, rect: Rect, state: ChatState, colors: Colors) -> None:
         conn = state.connection
-        where = f" @ {state.server}" if rect.w >= self.ADDRESS_FROM else ""
-        parts = [f" {sanitize(state.me)}{where} · {conn}"]
-        activity = state.convs.activity()
-        if activity:
-            parts.append(sanitize(activity))
-        parts.append(sanitize(state.status))
-        text = " │ ".join(parts)
-        if text_width(text) + len(self.HINTS) <= rect.w:
-            text += self.HINTS
-        attr = colors.error if state.status_is_error or conn != "connected" else colors.title
+        text = status_text(state.me, state.server, conn, state.convs.activity(), rect.w)
+        attr = colors.title if conn == "connected" else colors.error
         put(win, rect.y, rect.x, pad(text, rect.w), attr)
+
+
+class NoticeLine:
+    """The notice (an error, a hint, "Sent to bob."): its own row(s) above the input,
+    wrapped, never cut to nothing."""
+
+    def draw(self, win, rect: Rect, state: ChatState, colors: Colors) -> None:
+        attr = colors.error if state.status_is_error else colors.dim
+        for i, row in enumerate(notice_rows(state.status, rect.w, rect.h)):
+            put(win, rect.y + i, rect.x, pad(row, rect.w), attr)
 
 
 def draw_too_small(win, height: int, width: int) -> None:

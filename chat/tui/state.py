@@ -21,7 +21,9 @@ from .commands import (  # noqa: F401  (parse_command and friends: part of this 
     parse_command,
 )
 from .conversations import Conversations, mentions, peer_of
+from .editing import Completion, complete, is_big_word, shown, word_end, word_start
 from .graphemes import next_boundary, previous_boundary
+from .history import MessageView, Paging, marker_id
 from .text import is_text
 
 #: Tab cycles through these; the users directory is an overlay (F2), not a pane.
@@ -38,7 +40,8 @@ def clean_paste(text: str) -> str:
 
 
 class InputLine:
-    """A one-line editor with the keys of a shell line and a history of what was sent.
+    """A one-line editor with the keys of a shell line (readline's: ``editing``) and a
+    history of what was sent. Alt-Enter puts a newline in (shown as ⏎, sent as is).
 
     A paste of several lines does not fit one line: it waits in ``pending``,
     shown collapsed, until Enter sends it as one message or Esc drops it.
@@ -49,6 +52,8 @@ class InputLine:
         self.cursor = 0
         self.history: List[str] = []
         self.pending: Optional[str] = None
+        self.killed = ""                           # the last kill, for Ctrl-Y
+        self._completion: Optional[Completion] = None
         self._browse: Optional[int] = None
         self._draft = ""
 
@@ -115,12 +120,63 @@ class InputLine:
     def kill_line(self) -> None:
         self.text, self.cursor = "", 0
 
+    # readline's words and kills; words by grapheme cluster (see ``editing``)
+
+    def word_left(self) -> None:
+        """Alt-b, Ctrl-←: to the start of this word or the one before."""
+        self.cursor = word_start(self.text, self.cursor)
+
+    def word_right(self) -> None:
+        """Alt-f, Ctrl-→: to the end of this word or the next one."""
+        self.cursor = word_end(self.text, self.cursor)
+
+    def _kill(self, start: int, end: int) -> None:
+        if start < end:
+            self.killed = self.text[start:end]
+            self.text = self.text[:start] + self.text[end:]
+            self.cursor = start
+            self._browse = None
+
+    def kill_word_back(self) -> None:
+        """Alt-Backspace: the word before the cursor (stops at punctuation)."""
+        self._kill(word_start(self.text, self.cursor), self.cursor)
+
+    def kill_big_word_back(self) -> None:
+        """Ctrl-W: back to the whitespace before the cursor (readline's unix-word-rubout)."""
+        self._kill(word_start(self.text, self.cursor, is_big_word), self.cursor)
+
+    def kill_word(self) -> None:
+        """Alt-d: the word after the cursor."""
+        self._kill(self.cursor, word_end(self.text, self.cursor))
+
+    def kill_to_end(self) -> None:
+        """Ctrl-K."""
+        self._kill(self.cursor, len(self.text))
+
+    def kill_to_start(self) -> None:
+        """Ctrl-U."""
+        self._kill(0, self.cursor)
+
+    def yank(self) -> None:
+        """Ctrl-Y: the last kill back in, at the cursor."""
+        self.insert(self.killed)
+
+    def newline(self) -> None:
+        """Alt-Enter: a line break inside the message."""
+        self.insert("\n")
+
+    def shown(self) -> str:
+        """The line as drawn: each newline as ⏎ (one character for one, so the cursor
+        and every index stay valid)."""
+        return shown(self.text)
+
     def set(self, text: str) -> None:
         self.text, self.cursor = text, len(text)
 
     def take(self) -> str:
-        """The line as submitted: remembered in the history and cleared."""
-        line = self.text
+        """The line as submitted (without Alt-Enter newlines at its ends): remembered in
+        the history and cleared."""
+        line = self.text.strip("\n") if "\n" in self.text else self.text
         if line.strip() and (not self.history or self.history[-1] != line):
             self.history.append(line)
         self.kill_line()
@@ -146,27 +202,21 @@ class InputLine:
         else:
             self.set(self.history[self._browse])
 
-    def complete(self, names: List[str]) -> None:
-        """Complete the name (a user or a #room) before the cursor (Tab), shell-style;
-        at the start of the line a ``/`` word completes as a command."""
-        start = self.text.rfind(" ", 0, self.cursor) + 1
-        prefix = self.text[start:self.cursor]
-        if prefix.startswith("/"):
-            if start:
-                return
-            names = ["/" + name for name in COMMANDS]
-        matches = sorted({n for n in names if n.lower().startswith(prefix.lower())},
-                         key=str.lower)
-        if not matches or not prefix and len(matches) > 1:
-            return
-        common = matches[0]
-        for other in matches[1:]:
-            while not other.lower().startswith(common.lower()):
-                common = common[:-1]
-        if len(matches) == 1:
-            common += " "
-        self.text = self.text[:start] + common + self.text[self.cursor:]
-        self.cursor = start + len(common)
+    def complete(self, names: List[str], step: int = 1) -> bool:
+        """Tab (``step`` 1) or Shift-Tab (-1): the next or previous name (a user or a
+        #room) for the word before the cursor, ``name: `` at the start of the line, a
+        command for a ``/`` word there (``editing.complete``). False: nothing matches."""
+        cycle = complete(self.text, self.cursor, names, COMMANDS, self._completion, step)
+        if cycle is None:
+            return False
+        self._completion = cycle
+        self.text, self.cursor = cycle.text, cycle.cursor
+        return True
+
+    def completing(self) -> bool:
+        """True while a Tab cycle is on the line (Shift-Tab steps back through it)."""
+        cycle = self._completion
+        return cycle is not None and (cycle.text, cycle.cursor) == (self.text, self.cursor)
 
 
 class RateLimit:
@@ -233,9 +283,11 @@ class ChatState:
         self.focus = "input"
         self.conv_index = 0                       # the selection in the conversations pane
         self.selected_message: Optional[int] = None
-        self.scroll = 0                           # rows scrolled up from the bottom
+        self.view = MessageView()                 # where the messages pane looks (history)
+        self.search = None                        # the Ctrl-R search box (search.SearchBox)
         self.status = "Welcome! Alt-1…9 open conversations; F10 opens the menu; /help for more."
         self.status_is_error = False
+        self.outbox = None   # the app's outbox.Outbox: messages on their way, drawn pending
         self.menu_open = False
         self.menu_index = 0
         self.picker: Optional[Picker] = None
@@ -324,8 +376,8 @@ class ChatState:
         if is_room(other) and other not in self.convs:
             return False                     # a room left meanwhile
         self.convs.on_message(msg, self.is_open(other))
-        if self.is_open(other):
-            self.scroll = 0
+        if self.is_open(other) or self.peer is None:
+            self.view.on_new_message()
         if user_key(msg.sender) == user_key(self.me):
             return False
         return not is_room(other) or mentions(msg.text, self.me)
@@ -370,10 +422,11 @@ class ChatState:
 
     def open_conversation(self, name: Optional[str]) -> None:
         self.peer = self.canonical(name) if name else None
-        self.scroll = 0
         self.selected_message = None
-        if self.peer:
-            conv = self.convs.add(self.peer)
+        conv = self.convs.add(self.peer) if self.peer else None
+        self.view.opened(conv.unread if conv else 0)
+        self.mark_new_messages()
+        if conv is not None and self.peer:
             conv.mark_read()
             self.conv_index = (self.convs.number_of(self.peer) or 1) - 1
             if conv.is_room:
@@ -395,19 +448,59 @@ class ChatState:
         if self.focus == "conversations":
             self.conv_index += delta
         elif self.focus == "messages":
-            msgs = self.visible_messages()
-            if not msgs:
-                return
-            ids = [m.id for m in msgs]
-            if self.selected_message not in ids:
-                i = len(ids) - 1
-            else:
-                i = ids.index(self.selected_message) + delta
-            self.selected_message = ids[max(0, min(len(ids) - 1, i))]
+            self.move_selection(delta)
         self._clamp()
 
-    def scroll_by(self, rows: int) -> None:
-        self.scroll = max(0, self.scroll + rows)
+    def move_selection(self, delta: int) -> None:
+        """↑/↓ in the messages pane: the first press picks the lowest message on screen;
+        the view scrolls to keep the selection in sight (at the next draw)."""
+        ids = [m.id for m in self.visible_messages()]
+        if not ids:
+            return
+        if self.selected_message in ids:
+            i = ids.index(self.selected_message) + delta
+        else:
+            on_screen = [i for i in self.view.visible_ids() if i in ids]
+            i = ids.index(on_screen[-1]) if on_screen else len(ids) - 1
+        self.selected_message = ids[max(0, min(len(ids) - 1, i))]
+        self.view.reveal = True
+
+    def select(self, msg_id: int) -> None:
+        """Select a message and bring it into view (a search result)."""
+        self.selected_message = msg_id
+        self.view.reveal = True
+
+    @property
+    def scroll(self) -> int:
+        """Rows scrolled up from the bottom (0: the view follows new messages).
+        Setting 0 goes back to the bottom."""
+        return self.view.scrolled()
+
+    @scroll.setter
+    def scroll(self, rows: int) -> None:
+        if rows == 0:
+            self.view.to_bottom()
+
+    def scroll_by(self, rows: int) -> bool:
+        """PgUp (``rows`` > 0) or PgDn; True when the view reached the oldest loaded row."""
+        if rows > 0:
+            return self.view.page_up(rows)
+        self.view.page_down(-rows)
+        return False
+
+    def conversation_key(self) -> str:
+        """The open conversation as a key of ``view.paging`` ("" for all messages)."""
+        return user_key(self.peer) if self.peer else ""
+
+    def paging(self) -> Paging:
+        return self.view.paging_of(self.conversation_key())
+
+    def mark_new_messages(self) -> None:
+        """Put the "new messages" line at the read marker found when the conversation
+        was opened (again once its newest page has loaded)."""
+        if self.peer is not None:
+            self.view.marker = marker_id(self.visible_messages(), self.me,
+                                         self.view.unread_at_open)
 
     def _clamp(self) -> None:
         self.conv_index = max(0, min(self.conv_index, len(self.convs) - 1))

@@ -3,7 +3,9 @@
 Two things must hold however the client ends (``/quit``, Ctrl-C, a crash,
 SIGTERM, SIGHUP): the terminal is told to stop bracketing pastes, or the shell
 afterwards would see ``ESC[200~`` around every paste; and keys the client did
-not read are dropped, not left for the shell to run. ``guarded`` does both in
+not read are dropped, not left for the shell to run. Focus reports
+(``ESC[?1004h``, for the bell) are turned off the same way as bracketed paste,
+or the shell would see ``ESC[I`` at every window switch. ``guarded`` does both in
 a ``finally``, with an ``atexit`` hook behind it and handlers that turn the
 usual kill signals into an ordinary exit so the ``finally`` runs. Ctrl-Z hands
 the shell its terminal the same way (``suspendable``) until ``fg``.
@@ -24,6 +26,9 @@ except ImportError:  # pragma: no cover - Windows
 
 PASTE_ON = b"\x1b[?2004h"
 PASTE_OFF = b"\x1b[?2004l"
+#: Focus reports on/off: the terminal then sends ESC[I and ESC[O (``bell.FocusFilter``).
+FOCUS_ON = b"\x1b[?1004h"
+FOCUS_OFF = b"\x1b[?1004l"
 EXIT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
 
@@ -35,6 +40,7 @@ class TerminalGuard:
         self.out_fd = out_fd
         self.in_fd = in_fd
         self.paste_on = False
+        self.focus_on = False
 
     def enable_paste(self) -> None:
         """Ask the terminal to bracket pastes (only a terminal: never into a pipe)."""
@@ -45,6 +51,16 @@ class TerminalGuard:
         if self.paste_on:
             _write(self.out_fd, PASTE_OFF)
             self.paste_on = False
+
+    def enable_focus(self) -> None:
+        """Ask the terminal to report focus in and out (only a terminal, as for pastes)."""
+        if _isatty(self.out_fd) and _write(self.out_fd, FOCUS_ON):
+            self.focus_on = True
+
+    def disable_focus(self) -> None:
+        if self.focus_on:
+            _write(self.out_fd, FOCUS_OFF)
+            self.focus_on = False
 
     def drain_input(self) -> None:
         """Drop keys typed or pasted but not read: they were meant for the client."""
@@ -58,6 +74,7 @@ class TerminalGuard:
     def restore(self) -> None:
         """Idempotent: safe from ``finally``, ``atexit`` and a signal handler alike."""
         self.disable_paste()
+        self.disable_focus()
         self.drain_input()
 
 
@@ -116,10 +133,14 @@ def suspendable(guard: TerminalGuard, leave: Callable[[], None],
         return
 
     def on_stop(_signum: int, _frame) -> None:
+        focus = guard.focus_on
         guard.disable_paste()
+        guard.disable_focus()
         leave()
         os.kill(os.getpid(), signal.SIGSTOP)   # stopped here until the shell's fg (SIGCONT)
         guard.enable_paste()
+        if focus:
+            guard.enable_focus()
         back()
 
     try:
