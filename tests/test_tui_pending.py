@@ -59,6 +59,36 @@ def test_a_message_typed_while_the_server_is_down_is_pending_then_sent_once(tmp_
         restarted.terminate()
 
 
+def test_quitting_with_unsent_messages_says_they_will_be_lost_and_rooms_fail_fast(
+        tmp_path, terminals):
+    """Nothing typed is lost without a word: quitting while a message waits for the
+    connection says so in the question. A room command while the server is down
+    answers at once instead of freezing the screen for the request's timeout."""
+    server = ServerProcess(tmp_path / "db")
+    setup = RawConn(server.address)
+    for name in ("alice", "bob"):
+        setup.ok("signup", username=name, password="password1")
+    setup.close()
+    alice = terminals(server.address[1], "--user", "alice",
+                      env_extra={"CHAT_PASSWORD": "password1"})
+    alice.wait_for("alice @ 127.0.0.1")
+    alice.line("/open bob")
+    alice.wait_for("Messages with bob")
+    server.kill()
+    alice.wait_for("reconnecting")
+    alice.type("/join #team")
+    alice.wait_for("to bob> /join #team")
+    start = time.monotonic()
+    alice.key("enter")
+    alice.wait_for("not connected", timeout=3)
+    assert time.monotonic() - start < 3.0
+    alice.type("\x15")                    # Ctrl-U: the failed command's line is kept
+    alice.line("still here?")
+    alice.wait_for("pending")
+    alice.line("/quit")
+    alice.wait_for("1 message is not sent yet and will be lost")
+
+
 # ---------------------------------------------------------------- pure
 
 class FlakySend:

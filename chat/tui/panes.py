@@ -322,5 +322,6 @@ def draw_picker(win, state: ChatState, colors: Colors) -> None:
 
 
 def draw_confirm(win, state: ChatState, colors: Colors) -> None:
-    question = CONFIRM_QUESTIONS.get(state.confirm or "", "Sure?")
-    draw_overlay(win, question, [f"{question}  y: yes · n or Esc: no"], None, colors)
+    question = state.confirm_question()
+    title = CONFIRM_QUESTIONS.get(state.confirm or "", "Sure?")
+    draw_overlay(win, title, [question, "y: yes · n or Esc: no"], None, colors)

@@ -35,7 +35,14 @@ class RoomCommands:
         return False
 
     def ask_server(self, what: str, call: Callable[[], T]) -> Tuple[bool, Optional[T]]:
-        """One request; (True, its result), or (False, None) with the reason shown."""
+        """One request; (True, its result), or (False, None) with the reason shown.
+
+        While the connection is down it says so at once instead of waiting out the
+        request's timeout with the screen frozen (only sends are queued for later)."""
+        if getattr(self.client, "state", "connected") != "connected":
+            self.fail(f"{what}: not connected; try again once the status bar says "
+                      "connected")
+            return False, None
         try:
             return True, call()
         except p.ChatError as exc:

@@ -519,6 +519,16 @@ class ChatState:
         self.picker = Picker(kind, title, rows)
         self.menu_open = False
 
+    def confirm_question(self) -> str:
+        """The y/n question for the action waiting: it says so when messages typed
+        while the connection was down have not been sent yet (they would be lost)."""
+        question = CONFIRM_QUESTIONS.get(self.confirm or "", "Sure?")
+        waiting = self.outbox.waiting() if self.outbox is not None else 0
+        if waiting:
+            plural = "message is" if waiting == 1 else "messages are"
+            question = f"{waiting} {plural} not sent yet and will be lost. {question}"
+        return question
+
     def ask(self, action: str) -> None:
         """Ask y/n before ``action`` (logging out, quitting)."""
         self.confirm = action
