@@ -21,6 +21,15 @@ def no_server_left_behind():
             proc.wait(10)
 
 
+@pytest.fixture
+def server(tmp_path):
+    """A server subprocess on a fresh folder (for the pty tests of the client)."""
+    proc = ServerProcess(tmp_path / "db")
+    yield proc
+    if proc.proc.poll() is None:
+        proc.terminate()
+
+
 @pytest.fixture(autouse=True)
 def settings_home(tmp_path, monkeypatch):
     """The client's settings file (chat/tui/settings.py) in a folder of the test's own,

@@ -140,14 +140,6 @@ class Terminal:
         self.child.terminate(force=True)
 
 
-@pytest.fixture
-def server(tmp_path):
-    proc = ServerProcess(tmp_path / "db")
-    yield proc
-    if proc.proc.poll() is None:
-        proc.terminate()
-
-
 def sign_up_on_screen(term: Terminal, name: str, password: str = "password1") -> None:
     term.wait_for("Log in to")
     term.key("ctrl-n")

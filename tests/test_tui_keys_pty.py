@@ -9,19 +9,11 @@ import pytest
 pytest.importorskip("pexpect")
 pytest.importorskip("pyte")
 
-from tests.support import RawConn, ServerProcess  # noqa: E402
+from tests.support import RawConn  # noqa: E402
 from tests.test_tui_e2e import sign_up_on_screen  # noqa: E402
 
 CTRL_W, CTRL_K, ESC = "\x17", "\x0b", "\x1b"
 ALT_ENTER = ESC + "\r"
-
-
-@pytest.fixture
-def server(tmp_path):
-    proc = ServerProcess(tmp_path / "db")
-    yield proc
-    if proc.proc.poll() is None:
-        proc.terminate()
 
 
 @pytest.fixture
