@@ -89,17 +89,11 @@ class Messages:
     def append_many(self, sends: List[Tuple[str, str, str, Optional[int], Optional[str]]]
                     ) -> List[Union[Tuple[int, str, bool], p.ChatError]]:
         """``append`` for each of ``sends`` (sender, to, text, reply_to, nonce) under
-        one taking of the lock: a server hands over all the sends one read
-        delivered, so a hundred busy connections do not queue on the lock once
-        per message. The outcome of each, in order: its result or its ChatError.
+        one taking of the lock, as the committer stores a submitted batch. The
+        outcome of each, in order: its result or its ChatError.
         """
-        outcomes: List[Any] = []
         with self._lock:
-            for send in sends:
-                try:
-                    outcomes.append(self._append_locked(*send))
-                except p.ChatError as exc:
-                    outcomes.append(exc)
+            outcomes = self.admit([(None, sends)])[0]
         self._journal.wake()
         return [o if isinstance(o, p.ChatError) else self._finish(o) for o in outcomes]
 
