@@ -18,6 +18,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "serve": {"protocol", "store", "auth", "dblock", "server"},
     "client": {"protocol"},
     "tui": {"protocol", "client"},
+    "irc": {"protocol"},
     "bench": {"protocol", "store", "auth", "client"},
 }
 
